@@ -1,0 +1,1 @@
+"""Provider adapters: the unified (OpenAI-shaped) request to each provider's wire format and back."""
