@@ -1,0 +1,1 @@
+"""The HTTP edge: auth, validation, routing, the attempt loop, streaming relay, events."""

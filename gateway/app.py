@@ -1,0 +1,96 @@
+"""The Quart application: routes, start-up and shutdown, error envelopes.
+
+Handlers stay thin: authenticate, then hand over to the module that owns the
+endpoint. Every response, errors included, carries an OpenAI-shaped body.
+"""
+
+from __future__ import annotations
+
+import structlog
+from opentelemetry.sdk.trace.export import SpanExporter
+from quart import Quart, Response, request
+from werkzeug.exceptions import HTTPException
+
+from gateway.auth import Principal
+from gateway.chat import chat_completions, envelope_response, error_response
+from gateway.config import Settings
+from gateway.errors import GatewayError
+from gateway.observability import configure_logging
+from gateway.services import Services
+
+log = structlog.get_logger("gateway.app")
+
+# werkzeug's HTTP errors raised by Quart itself -> our taxonomy codes.
+HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+
+
+def create_app(settings: Settings, span_exporter: SpanExporter | None = None) -> Quart:
+    configure_logging(settings.log_level)
+    app = Quart("twoapi")
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        BODY_TIMEOUT=60,
+        RESPONSE_TIMEOUT=None,
+        PROVIDE_AUTOMATIC_OPTIONS=False,
+    )
+    services = Services(settings, span_exporter)
+    app.extensions["twoapi"] = services
+
+    @app.before_serving
+    async def start() -> None:
+        await services.start()
+
+    @app.after_serving
+    async def stop() -> None:
+        await services.stop()
+
+    async def principal() -> Principal:
+        return await services.authenticator.authenticate(request.headers.get("authorization"))
+
+    @app.get("/health")
+    async def health() -> Response:
+        return Response(b'{"status":"ok"}', 200, content_type="application/json")
+
+    @app.get("/v1/models")
+    async def models() -> dict:
+        await principal()
+        configured = [m for m in services.catalog.models if services.is_configured(m)]
+        return {
+            "object": "list",
+            "data": [{"id": m.id, "object": "model", "created": 0, "owned_by": m.provider} for m in configured],
+        }
+
+    @app.post("/v1/chat/completions")
+    async def chat() -> Response:
+        caller = await principal()
+        length = request.content_length
+        if length is not None and length > settings.max_body_bytes:
+            raise _too_large(settings.max_body_bytes)
+        raw = await request.get_data(cache=False)
+        return await chat_completions(services, caller, raw)
+
+    @app.errorhandler(GatewayError)
+    async def gateway_error(error: GatewayError) -> Response:
+        return error_response(error)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        code = HTTP_ERROR_CODES.get(status)
+        if code == "request_too_large":
+            return error_response(_too_large(settings.max_body_bytes))
+        if code is None:
+            code = "invalid_request" if status < 500 else "internal_error"
+        message = f"{request.method} {request.path}: {error.description or error.name}"
+        return envelope_response(code, message)
+
+    @app.errorhandler(Exception)
+    async def unexpected(error: Exception) -> Response:
+        log.error("unhandled_error", error=type(error).__name__, path=request.path)
+        return envelope_response("internal_error", "The gateway failed unexpectedly; the error is logged.")
+
+    return app
+
+
+def _too_large(limit: int) -> GatewayError:
+    return GatewayError("request_too_large", f"The request body exceeds the limit of {limit} bytes.")

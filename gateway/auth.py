@@ -1,0 +1,67 @@
+"""API key authentication: a hash lookup in the ledger, cached briefly.
+
+A key is valid only if it was issued and not revoked. Answers are cached for at most
+`ttl_s` (one second by default), which bounds how long a revoked key keeps working
+on any process, and keeps the ledger read off the hot path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from gateway.errors import GatewayError
+from ledger.application import KEY_PREFIX, Ledger, hash_key
+
+_CACHE_LIMIT = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    tenant: str
+    key_id: str
+
+
+class KeyAuthenticator:
+    def __init__(self, ledger: Ledger, ttl_s: float = 1.0) -> None:
+        self.ledger = ledger
+        self.ttl_s = ttl_s
+        self._cache: dict[str, tuple[Principal | None, float]] = {}
+
+    async def authenticate(self, authorization: str | None) -> Principal:
+        secret = _bearer(authorization)
+        if not secret.startswith(KEY_PREFIX):
+            raise _unauthorized("Incorrect API key provided.")
+        key_hash = hash_key(secret)
+        now = time.monotonic()
+        cached = self._cache.get(key_hash)
+        if cached is not None and cached[1] > now:
+            principal = cached[0]
+        else:
+            principal = await asyncio.to_thread(self._lookup, key_hash)
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[key_hash] = (principal, now + self.ttl_s)
+        if principal is None:
+            raise _unauthorized("Incorrect API key provided.")
+        return principal
+
+    def _lookup(self, key_hash: str) -> Principal | None:
+        key = self.ledger.find_key(key_hash)
+        if key is None or key.revoked:
+            return None
+        return Principal(tenant=key.tenant, key_id=key.id.hex)
+
+
+def _bearer(authorization: str | None) -> str:
+    if not authorization:
+        raise _unauthorized("Missing API key: send 'Authorization: Bearer 2api_...'.")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _unauthorized("Malformed Authorization header: expected 'Bearer 2api_...'.")
+    return token.strip()
+
+
+def _unauthorized(message: str) -> GatewayError:
+    return GatewayError("authentication_error", message, headers={"www-authenticate": "Bearer"})

@@ -1,0 +1,432 @@
+"""POST /v1/chat/completions: one request, from validated body to recorded response.
+
+The request's events are gathered in a `RequestTrace` as it goes and committed to
+the ledger before the response's last byte leaves (for streams, before
+`data: [DONE]`). If the ledger cannot take them, the client gets `ledger_unavailable`
+instead of an unbilled answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import structlog
+from quart import Response
+
+from adapters.base import ChatStream, Completion, Usage
+from adapters.catalog import ModelInfo
+from adapters.errors import UpstreamError
+from gateway.auth import Principal
+from gateway.errors import TAXONOMY, GatewayError, error_envelope, is_retryable
+from gateway.observability import RequestSpans
+from gateway.openai_format import DONE_FRAME, ChunkFramer, completion_body, error_frame
+from gateway.routing import Route, route
+from gateway.services import Services
+from gateway.validation import parse_json_object, validate_chat
+from ledger.events import Request
+from ledger.ids import format_request_id, new_request_id
+from ledger.trace import RequestTrace
+from ledger.writer import LedgerUnavailable
+
+log = structlog.get_logger("gateway.request")
+
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 3)
+
+
+def estimate_tokens(chars: int) -> int:
+    """Tokens from characters when a provider gave no count (about 4 chars a token)."""
+    return math.ceil(chars / 4)
+
+
+@dataclass(slots=True)
+class StreamOutcome:
+    chunks: int = 0
+    bytes: int = 0
+    output_chars: int = 0
+    ttft_ms: float | None = None
+    error: UpstreamError | None = None
+    client_disconnected: bool = False
+
+
+@dataclass(slots=True)
+class ChatCall:
+    """The state of one chat request as it moves through the gateway."""
+
+    services: Services
+    principal: Principal
+    started: float = field(default_factory=time.perf_counter)
+    request_uuid: Any = field(default_factory=new_request_id)
+    trace: RequestTrace = field(init=False)
+    request_id: str = field(init=False)
+    spans: RequestSpans | None = None
+    model_name: str = ""
+    stream: bool = False
+    attempts: int = 0
+    provider: str | None = None
+    served_model: str | None = None
+    usage: Usage | None = None
+
+    def __post_init__(self) -> None:
+        self.trace = RequestTrace(self.request_uuid)
+        self.request_id = format_request_id(self.request_uuid)
+
+    # -- the request ---------------------------------------------------------
+
+    def received(self, raw: bytes, body: dict[str, Any] | None) -> None:
+        model = body.get("model") if body else None
+        self.model_name = model if isinstance(model, str) else ""
+        self.stream = bool(body and body.get("stream") is True)
+        messages = body.get("messages") if body else None
+        self.trace.add(
+            Request.Received,
+            tenant=self.principal.tenant,
+            key_id=self.principal.key_id,
+            endpoint="chat.completions",
+            model=self.model_name,
+            stream=self.stream,
+            body_bytes=len(raw),
+            body_sha256=hashlib.sha256(raw).hexdigest(),
+            messages=len(messages) if isinstance(messages, list) else 0,
+        )
+        self.spans = RequestSpans(self.services.tracer, self.request_id, self.model_name, self.stream)
+
+    def routed(self, chosen: Route) -> None:
+        self.trace.add(
+            Request.Routed,
+            strategy=chosen.strategy,
+            candidates=chosen.candidates,
+            chain=[m.id for m in chosen.chain],
+            reason=chosen.reason,
+        )
+
+    # -- attempts ------------------------------------------------------------
+
+    async def first_answer(self, chain: list[ModelInfo], body: dict[str, Any]) -> tuple[Any, ModelInfo]:
+        """Try each model of the chain in turn until one answers; the attempt loop.
+
+        For a stream, "answers" means the provider accepted the request: failures
+        before the first byte reaches the client fall through to the next model.
+        """
+        failures: list[tuple[ModelInfo, UpstreamError]] = []
+        for model in chain:
+            self.attempts += 1
+            self.trace.add(Request.AttemptStarted, attempt=self.attempts, provider=model.provider, model=model.id)
+            assert self.spans is not None
+            self.spans.attempt_started(self.attempts, model.provider, model.upstream)
+            adapter = self.services.adapters[model.provider]
+            target = self.services.target(model)
+            attempt_started = time.perf_counter()
+            try:
+                if self.stream:
+                    answer: Any = await adapter.stream(body, target)
+                else:
+                    answer = await adapter.complete(body, target)
+            except UpstreamError as error:
+                self.attempt_failed(model, error, _ms(attempt_started))
+                failures.append((model, error))
+                if not is_retryable(error.code):
+                    break
+                continue
+            self.provider, self.served_model = model.provider, model.id
+            return answer, model
+        raise _final_error(failures)
+
+    def attempt_failed(self, model: ModelInfo, error: UpstreamError, latency_ms: float) -> None:
+        self.trace.add(
+            Request.AttemptFailed,
+            attempt=self.attempts,
+            provider=model.provider,
+            model=model.id,
+            error_code=error.code,
+            status=error.status,
+            retryable=is_retryable(error.code),
+            latency_ms=latency_ms,
+            # Our own words only: a provider's message may quote the prompt.
+            message=TAXONOMY.get(error.code, TAXONOMY["upstream_error"]).meaning,
+        )
+        assert self.spans is not None
+        self.spans.attempt_ended(error.code)
+
+    def attempt_succeeded(self, model: ModelInfo, ttft_ms: float | None, latency_ms: float) -> None:
+        self.trace.add(
+            Request.AttemptSucceeded,
+            attempt=self.attempts,
+            provider=model.provider,
+            model=model.id,
+            status=200,
+            ttft_ms=ttft_ms,
+            latency_ms=latency_ms,
+        )
+        assert self.spans is not None
+        self.spans.attempt_ended()
+
+    # -- metering and the end of the request ---------------------------------
+
+    def metered(self, model: ModelInfo, usage: Usage, source: str) -> Decimal:
+        book = self.services.price_book
+        cost = book.cost(model.id, usage.input_tokens, usage.output_tokens, usage.cached_tokens)
+        self.trace.add(
+            Request.UsageMetered,
+            provider=model.provider,
+            model=model.id,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cached_tokens=usage.cached_tokens,
+            source=source,
+            price_book=book.version,
+            cost=str(cost),
+        )
+        self.usage = usage
+        return cost
+
+    def completed(self) -> None:
+        self.trace.add(Request.Completed, status=200, latency_ms=_ms(self.started))
+
+    def failed(self, error: GatewayError) -> None:
+        self.trace.add(
+            Request.Failed,
+            status=error.status,
+            error_code=error.code,
+            message=TAXONOMY[error.code].meaning,
+            latency_ms=_ms(self.started),
+        )
+
+    async def commit(self) -> None:
+        try:
+            await self.services.writer.commit(self.trace)
+        except LedgerUnavailable:
+            raise GatewayError(
+                "ledger_unavailable", "The request could not be recorded, so it was not served; retry later."
+            ) from None
+
+    def commit_later(self) -> None:
+        """Hand the events to the writer without waiting (nothing was billed, or the
+        client is gone)."""
+        self.services.writer.submit(self.trace)
+
+    def logged(self, status: int, error_code: str | None = None) -> None:
+        usage = self.usage
+        log.info(
+            "request",
+            request_id=self.request_id,
+            tenant=self.principal.tenant,
+            key_id=self.principal.key_id,
+            model=self.model_name,
+            provider=self.provider,
+            served_model=self.served_model,
+            stream=self.stream,
+            status=status,
+            error_code=error_code,
+            attempts=self.attempts,
+            latency_ms=_ms(self.started),
+            input_tokens=usage.input_tokens if usage else None,
+            output_tokens=usage.output_tokens if usage else None,
+            cached_tokens=usage.cached_tokens if usage else None,
+        )
+        if self.spans is not None:
+            self.spans.finish(
+                status,
+                **{
+                    "gen_ai.system": self.provider,
+                    "gen_ai.response.model": self.served_model,
+                    "gen_ai.usage.input_tokens": usage.input_tokens if usage else None,
+                    "gen_ai.usage.output_tokens": usage.output_tokens if usage else None,
+                    "error.type": error_code,
+                },
+            )
+
+    def headers(self, model: ModelInfo | None = None, cost: Decimal | None = None) -> dict[str, str]:
+        headers = {"x-request-id": self.request_id, "x-2api-attempts": str(self.attempts)}
+        if model is not None:
+            headers["x-2api-provider"] = model.provider
+            headers["x-2api-model"] = model.id
+            headers["x-2api-routing-strategy"] = "explicit"
+        if cost is not None:
+            headers["x-2api-cost"] = str(cost)
+        return headers
+
+
+async def chat_completions(services: Services, principal: Principal, raw: bytes) -> Response:
+    call = ChatCall(services, principal)
+    body: dict[str, Any] | None = None
+    try:
+        body = parse_json_object(raw)
+        call.received(raw, body)
+        validate_chat(body)
+        chosen = route(services, body)
+        call.routed(chosen)
+        answer, model = await call.first_answer(chosen.chain, body)
+        if call.stream:
+            return _stream_response(call, model, answer, body)
+        return await _completion_response(call, model, answer)
+    except GatewayError as error:
+        if not call.trace.entries:
+            call.received(raw, body)
+        call.failed(error)
+        call.commit_later()
+        call.logged(error.status, error.code)
+        return error_response(error, call.headers())
+
+
+async def _completion_response(call: ChatCall, model: ModelInfo, completion: Completion) -> Response:
+    call.attempt_succeeded(model, ttft_ms=None, latency_ms=_ms(call.started))
+    cost = call.metered(model, completion.usage, "provider")
+    call.completed()
+    await call.commit()
+    body = completion_body("chatcmpl-" + call.request_uuid.hex, int(time.time()), model.id, completion)
+    call.logged(200)
+    return Response(orjson.dumps(body), 200, call.headers(model, cost), content_type="application/json")
+
+
+def _stream_response(call: ChatCall, model: ModelInfo, stream: ChatStream, body: dict[str, Any]) -> Response:
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    framer = ChunkFramer("chatcmpl-" + call.request_uuid.hex, int(time.time()), model.id)
+    response = Response(
+        _relay(call, model, stream, framer, include_usage, body),
+        200,
+        {**call.headers(model), **SSE_HEADERS},
+        content_type="text/event-stream",
+    )
+    response.timeout = None  # streams last as long as the provider takes
+    return response
+
+
+async def _relay(
+    call: ChatCall,
+    model: ModelInfo,
+    stream: ChatStream,
+    framer: ChunkFramer,
+    include_usage: bool,
+    body: dict[str, Any],
+) -> AsyncIterator[bytes]:
+    outcome = StreamOutcome()
+    try:
+        async for choice in stream:
+            if outcome.ttft_ms is None:
+                outcome.ttft_ms = _ms(call.started)
+            outcome.output_chars += _delta_chars(choice)
+            frame = framer.choice(choice)
+            outcome.chunks += 1
+            outcome.bytes += len(frame)
+            yield frame
+    except UpstreamError as error:
+        # After the first byte there is no retry or fallback: end the stream cleanly.
+        outcome.error = error
+    except BaseException:
+        # The client went away (the response task is cancelled or the generator
+        # closed). Record what was served without waiting, then let it unwind.
+        outcome.client_disconnected = True
+        _finish_stream(call, model, stream, outcome, body)
+        call.commit_later()
+        call.logged(499, "client_disconnected")
+        asyncio.get_running_loop().create_task(stream.aclose())
+        raise
+    await stream.aclose()
+    error = _finish_stream(call, model, stream, outcome, body)
+    if error is None and include_usage and call.usage is not None:
+        yield framer.usage(call.usage)
+    try:
+        await call.commit()
+    except GatewayError as ledger_error:
+        error = error or ledger_error
+    if error is not None:
+        call.logged(error.status, error.code)
+        yield error_frame(error.envelope())
+        return
+    call.logged(200)
+    yield DONE_FRAME
+
+
+def _finish_stream(
+    call: ChatCall, model: ModelInfo, stream: ChatStream, outcome: StreamOutcome, body: dict[str, Any]
+) -> GatewayError | None:
+    """Record how the stream ended and meter it; the error to show, if any."""
+    latency_ms = _ms(call.started)
+    if outcome.error is not None:
+        call.attempt_failed(model, outcome.error, latency_ms)
+    else:
+        call.attempt_succeeded(model, outcome.ttft_ms, latency_ms)
+    call.trace.add(
+        Request.StreamSummarized,
+        chunks=outcome.chunks,
+        bytes=outcome.bytes,
+        ttft_ms=outcome.ttft_ms,
+        duration_ms=latency_ms,
+        finish_reason=stream.finish_reason,
+        client_disconnected=outcome.client_disconnected,
+    )
+    if stream.usage is not None and outcome.error is None and not outcome.client_disconnected:
+        call.metered(model, stream.usage, "provider")
+    else:
+        # Cut short: bill what was produced, estimated, and say so.
+        reported = stream.usage
+        input_tokens = reported.input_tokens if reported and reported.input_tokens else _estimate_prompt(body)
+        estimated = Usage(
+            input_tokens=input_tokens,
+            output_tokens=max(reported.output_tokens if reported else 0, estimate_tokens(outcome.output_chars)),
+            cached_tokens=reported.cached_tokens if reported else 0,
+        )
+        call.metered(model, estimated, "estimated")
+    if outcome.error is not None:
+        error = GatewayError(outcome.error.code, f"The provider stream failed: {outcome.error.message}")
+        call.failed(error)
+        return error
+    if outcome.client_disconnected:
+        call.trace.add(Request.Failed, status=499, error_code="client_disconnected",
+                       message="The client closed the connection mid-stream.", latency_ms=latency_ms)
+        return None
+    call.completed()
+    return None
+
+
+def _delta_chars(choice: dict[str, Any]) -> int:
+    delta = choice.get("delta")
+    if not delta:
+        return 0
+    chars = len(delta.get("content") or "")
+    for tool_call in delta.get("tool_calls") or ():
+        chars += len((tool_call.get("function") or {}).get("arguments") or "")
+    return chars
+
+
+def _estimate_prompt(body: dict[str, Any]) -> int:
+    chars = 0
+    for message in body.get("messages", ()):
+        content = message.get("content")
+        if isinstance(content, str):
+            chars += len(content)
+        elif isinstance(content, list):
+            chars += sum(len(part.get("text") or "") for part in content if isinstance(part, dict))
+    return estimate_tokens(chars)
+
+
+def _final_error(failures: list[tuple[ModelInfo, UpstreamError]]) -> GatewayError:
+    if len(failures) == 1:
+        _, error = failures[0]
+        headers = {"retry-after": str(math.ceil(error.retry_after))} if error.retry_after else None
+        return GatewayError(error.code if error.code in TAXONOMY else "upstream_error", error.message, headers=headers)
+    reasons = "; ".join(f"{m.id}: {e.code} ({e.status or 'no status'})" for m, e in failures)
+    return GatewayError("all_candidates_failed", f"Every candidate model failed: {reasons}.")
+
+
+def error_response(error: GatewayError, headers: dict[str, str] | None = None) -> Response:
+    merged = {**(headers or {}), **(error.headers or {})}
+    return Response(error.body(), error.status, merged, content_type="application/json")
+
+
+def envelope_response(code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    error = GatewayError(code, message)
+    return Response(orjson.dumps(error_envelope(code, message)), error.status, headers or {},
+                    content_type="application/json")

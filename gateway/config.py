@@ -1,0 +1,60 @@
+"""Settings, read once from the environment (see docs/operations.md for each variable)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    name: str
+    api_key: str
+    base_url: str
+
+
+# provider -> (key variable, base-URL variable, default base URL). Base URLs follow the
+# official SDKs: OpenAI's includes /v1, Anthropic's and Google's do not.
+PROVIDER_ENV: dict[str, tuple[str, str, str]] = {
+    "openai": ("OPENAI_API_KEY", "OPENAI_BASE_URL", "https://api.openai.com/v1"),
+    "anthropic": ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
+    "google": ("GOOGLE_API_KEY", "GOOGLE_BASE_URL", "https://generativelanguage.googleapis.com"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: Path = Path(".twoapi")
+    port: int = 8080
+    host: str = "127.0.0.1"
+    database_url: str | None = None
+    redis_url: str | None = None
+    admin_token: str | None = None
+    demo_key: str | None = None
+    providers: dict[str, ProviderConfig] = field(default_factory=dict)
+    max_body_bytes: int = 8 * 1024 * 1024
+    upstream_timeout_s: float = 60.0
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        providers = {}
+        for name, (key_var, url_var, default_url) in PROVIDER_ENV.items():
+            if env.get(key_var):
+                base_url = (env.get(url_var) or default_url).rstrip("/")
+                providers[name] = ProviderConfig(name, env[key_var], base_url)
+        return cls(
+            data_dir=Path(env.get("TWOAPI_DATA_DIR") or ".twoapi"),
+            port=int(env.get("PORT") or 8080),
+            host=env.get("TWOAPI_HOST") or "127.0.0.1",
+            database_url=env.get("DATABASE_URL") or None,
+            redis_url=env.get("REDIS_URL") or None,
+            admin_token=env.get("TWOAPI_ADMIN_TOKEN") or None,
+            demo_key=env.get("TWOAPI_DEMO_KEY") or None,
+            providers=providers,
+            max_body_bytes=int(env.get("TWOAPI_MAX_BODY_BYTES") or 8 * 1024 * 1024),
+            upstream_timeout_s=float(env.get("TWOAPI_UPSTREAM_TIMEOUT_S") or 60),
+            log_level=(env.get("TWOAPI_LOG_LEVEL") or "info").lower(),
+        )

@@ -1,0 +1,55 @@
+"""What the request handlers share in one gateway process, built at start-up."""
+
+from __future__ import annotations
+
+import asyncio
+
+from adapters.http import UpstreamSession
+from adapters.registry import build_adapters
+from opentelemetry.sdk.trace.export import SpanExporter
+
+from adapters.base import Adapter, Target
+from adapters.catalog import Catalog, ModelInfo, default_catalog
+from gateway.auth import KeyAuthenticator
+from gateway.config import Settings
+from gateway.observability import build_tracer
+from ledger.application import Ledger
+from ledger.pricing import PriceBook
+from ledger.writer import LedgerWriter
+
+
+class Services:
+    def __init__(self, settings: Settings, span_exporter: SpanExporter | None = None) -> None:
+        self.settings = settings
+        self.catalog: Catalog = default_catalog()
+        # The first price book is the catalog's list prices; published, versioned
+        # books replace it with the tenancy/billing work.
+        self.price_book = PriceBook.from_table({m.id: m.price for m in self.catalog.models})
+        self.tracer = build_tracer(span_exporter)
+        self._span_exporter = span_exporter
+
+    async def start(self) -> None:
+        self.ledger = await asyncio.to_thread(
+            Ledger.open, self.settings.database_url, self.settings.data_dir
+        )
+        self.writer = LedgerWriter(self.ledger)
+        self.authenticator = KeyAuthenticator(self.ledger)
+        self.http = UpstreamSession()
+        self.adapters: dict[str, Adapter] = build_adapters(self.http)
+
+    async def stop(self) -> None:
+        await self.http.close()
+        await asyncio.to_thread(self.writer.close)
+
+    def is_configured(self, model: ModelInfo) -> bool:
+        return model.provider in self.settings.providers and model.provider in self.adapters
+
+    def target(self, model: ModelInfo) -> Target:
+        provider = self.settings.providers[model.provider]
+        return Target(
+            provider=model.provider,
+            model=model.upstream,
+            base_url=provider.base_url,
+            api_key=provider.api_key,
+            timeout_s=self.settings.upstream_timeout_s,
+        )

@@ -1,0 +1,1 @@
+"""The domain: event-sourced aggregates, the batched writer, price books and projections."""

@@ -1,0 +1,125 @@
+"""The batched ledger writer (group commit).
+
+Requests hand their traces to one writer thread and wait on a future. The thread
+takes everything queued while the previous transaction was committing and saves it
+in one transaction, so under load many requests share each commit and the ledger is
+not the throughput ceiling, while at low load a request waits for one commit only.
+A request is answered only after its future resolves: that is the durability
+contract (a complete response implies its events are stored).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from concurrent.futures import Future
+from typing import Any, Protocol
+
+import structlog
+
+from ledger.application import Ledger
+
+log = structlog.get_logger("ledger.writer")
+
+
+class Recordable(Protocol):
+    def domain_events(self) -> list[Any]: ...
+
+
+class LedgerUnavailable(Exception):
+    """The events could not be committed; the request must not be served."""
+
+
+_STOP = object()
+
+
+class LedgerWriter:
+    def __init__(self, ledger: Ledger, max_batch: int = 1000) -> None:
+        self.ledger = ledger
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
+        self._thread.start()
+        self.committed_events = 0
+        self.commits = 0
+
+    def submit(self, item: Recordable) -> Future[None]:
+        future: Future[None] = Future()
+        self._queue.put((item, future))
+        return future
+
+    async def commit(self, item: Recordable) -> None:
+        """Wait until the item's events are stored; raise LedgerUnavailable if not."""
+        await asyncio.wrap_future(self.submit(item))
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Commit what is queued, then stop the thread."""
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                batch.append(item)
+            self._save(batch)
+            if stop:
+                return
+
+    def _save(self, batch: list[tuple[Recordable, Future[None]]]) -> None:
+        # Items whose waiter has gone (a client that disconnected) are saved all the
+        # same: what was served must be recorded; only the notification is skipped.
+        try:
+            events = [event for item, _ in batch for event in item.domain_events()]
+            self.ledger.save(*events)
+        except Exception as error:
+            if len(batch) > 1 and not _is_connection_error(error):
+                # One bad item (e.g. a duplicate id) must not sink the others.
+                for one in batch:
+                    self._save_one(*one)
+                return
+            log.error("ledger_commit_failed", error=type(error).__name__, items=len(batch))
+            for _, future in batch:
+                _resolve(future, LedgerUnavailable(str(error)))
+            return
+        self.commits += 1
+        self.committed_events += len(events)
+        for _, future in batch:
+            _resolve(future)
+
+    def _save_one(self, item: Recordable, future: Future[None]) -> None:
+        try:
+            events = item.domain_events()
+            self.ledger.save(*events)
+        except Exception as error:
+            log.error("ledger_commit_failed", error=type(error).__name__, items=1)
+            _resolve(future, LedgerUnavailable(str(error)))
+        else:
+            self.committed_events += len(events)
+            _resolve(future)
+
+
+def _resolve(future: Future[None], error: Exception | None = None) -> None:
+    if not future.set_running_or_notify_cancel():
+        return  # the waiter was cancelled
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
+
+
+def _is_connection_error(error: Exception) -> bool:
+    name = type(error).__name__
+    return name in {"OperationalError", "InterfaceError", "OperationalErrorSQLite"}
