@@ -21,7 +21,7 @@ import structlog
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -41,16 +41,18 @@ def configure_logging(level: str = "info") -> None:
 
 
 def build_tracer(exporter: SpanExporter | None = None) -> trace.Tracer | None:
-    """A tracer exporting to `exporter`, or over OTLP when configured, else None."""
-    if exporter is None:
-        if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
-            return None
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        exporter = OTLPSpanExporter()
+    """A tracer exporting to `exporter` (in-process, synchronously: for embedding and
+    tests), or over OTLP in batches when OTEL_EXPORTER_OTLP_ENDPOINT is set, else None."""
     service = os.environ.get("OTEL_SERVICE_NAME", "twoapi-gateway")
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
-    provider.add_span_processor(BatchSpanProcessor(exporter))
+    if exporter is not None:
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    elif os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    else:
+        return None
     return provider.get_tracer("twoapi.gateway")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from adapters.http import UpstreamSession
+from adapters.http import HttpClient
 from adapters.registry import build_adapters
 from opentelemetry.sdk.trace.export import SpanExporter
 
@@ -34,7 +34,7 @@ class Services:
         )
         self.writer = LedgerWriter(self.ledger)
         self.authenticator = KeyAuthenticator(self.ledger)
-        self.http = UpstreamSession()
+        self.http = HttpClient()
         self.adapters: dict[str, Adapter] = build_adapters(self.http)
 
     async def stop(self) -> None:
