@@ -1,0 +1,269 @@
+"""Anthropic's wire protocol: `POST /v1/messages` (plain and SSE), token counting and
+`GET /v1/models`.
+
+Headers `x-api-key` (the key "invalid" or none -> 401 `authentication_error`) and
+`anthropic-version` (none -> 400) are required, and so is `max_tokens`, as on the
+real API. Errors are `{"type": "error", "error": {"type", "message"}}` with a
+`request-id` header. Usage follows Anthropic: `input_tokens` excludes the tokens read
+from (`cache_read_input_tokens`) or written to (`cache_creation_input_tokens`) the
+prompt cache. Cache writes are reported only when the system prompt carries a
+`cache_control` marker; reads follow the simulator's cache rule (see `control`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from typing import Any, ClassVar
+
+import orjson
+from aiohttp import web
+
+from .serving import Conversation, Metered, StreamPlan, handle, json_response, positive_int, retry_after_header
+from .text import MESSAGE_OVERHEAD, REPLY_PRIMING, Reply, content_text, content_tokens, count_tokens, json_tokens
+
+MODELS = (
+    ("claude-3-5-sonnet-20241022", "Claude 3.5 Sonnet (New)"),
+    ("claude-3-5-haiku-20241022", "Claude 3.5 Haiku"),
+    ("claude-3-opus-20240229", "Claude 3 Opus"),
+    ("claude-3-7-sonnet-20250219", "Claude 3.7 Sonnet"),
+    ("claude-sonnet-4-20250514", "Claude Sonnet 4"),
+)
+STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "stop_sequence": "stop_sequence"}
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+DEFAULT_MESSAGES = {
+    401: "invalid x-api-key",
+    404: "model not found",
+    429: "Number of request tokens has exceeded your per-minute rate limit.",
+    500: "Internal server error",
+    529: "Overloaded",
+}
+
+_ids = itertools.count(1)
+_ID_PREFIX = "msg_sim" + os.urandom(4).hex()
+
+
+def _error_body(status: int, message: str | None) -> dict[str, Any]:
+    kind = ERROR_TYPES.get(status) or ("api_error" if status >= 500 else "invalid_request_error")
+    return {"type": "error", "error": {"type": kind, "message": message or DEFAULT_MESSAGES.get(status, kind)}}
+
+
+def _event(name: bytes, data: dict[str, Any]) -> bytes:
+    return b"event: " + name + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+def _has_cache_control(system: Any) -> bool:
+    return isinstance(system, list) and any(isinstance(b, dict) and b.get("cache_control") for b in system)
+
+
+class AnthropicWire:
+    name: ClassVar[str] = "anthropic"
+
+    def authenticate(self, request: web.Request) -> web.Response | None:
+        headers = request.headers
+        key = headers.get("x-api-key")
+        if key is None:
+            scheme, _, token = headers.get("Authorization", "").partition(" ")
+            key = token if scheme.lower() == "bearer" else None
+        if not key or not key.strip():
+            return self.error(401, "x-api-key header is required")
+        if key.strip() == "invalid":
+            return self.error(401)
+        if not headers.get("anthropic-version"):
+            return self.error(400, "anthropic-version: header is required")
+        return None
+
+    def error(self, status: int, message: str | None = None, retry_after: float | None = None) -> web.Response:
+        if message == "invalid_json":
+            message = "There was an issue with your request body: the body is not valid JSON."
+        headers = {"Content-Type": "application/json", "request-id": f"req_sim{next(_ids):016x}"}
+        if retry_after is not None:
+            headers["retry-after"] = retry_after_header(retry_after)
+        return json_response(_error_body(status, message), status, headers)
+
+    def parse(self, request: web.Request, body: dict[str, Any], counting: bool = False) -> Conversation | web.Response:
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            return self.error(400, "model: Field required")
+        limit = body.get("max_tokens")
+        if not counting:
+            if limit is None:
+                return self.error(400, "max_tokens: Field required")
+            if not positive_int(limit):
+                return self.error(400, "max_tokens: Input should be a valid integer greater than or equal to 1")
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return self.error(
+                400, "messages: Field required" if messages is None else "messages: at least one message is required"
+            )
+
+        tokens = REPLY_PRIMING
+        system = body.get("system")
+        system_text = ""
+        if system:
+            if not isinstance(system, str | list):
+                return self.error(400, "system: Input should be a valid string or a list of text blocks")
+            tokens += MESSAGE_OVERHEAD + content_tokens(system)
+            system_text = content_text(system)
+        prompt = ""
+        for index, message in enumerate(messages):
+            if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
+                return self.error(400, f"messages.{index}.role: Input should be 'user' or 'assistant'")
+            content = message.get("content")
+            tokens += MESSAGE_OVERHEAD + content_tokens(content)
+            if message["role"] == "user":
+                prompt = content_text(content)
+        if body.get("tools"):
+            tokens += json_tokens(body["tools"])
+
+        stop = body.get("stop_sequences") or ()
+        if not isinstance(stop, list | tuple) or not all(isinstance(s, str) for s in stop):
+            return self.error(400, "stop_sequences: Input should be a valid list of strings")
+        return Conversation(
+            model=model,
+            prompt=prompt,
+            input_tokens=tokens,
+            stream=body.get("stream") is True,
+            max_tokens=limit,
+            stop=tuple(stop),
+            system_text=system_text,
+            system_tokens=count_tokens(system_text),
+            cache_marked=_has_cache_control(system),
+        )
+
+    @staticmethod
+    def _usage(conv: Conversation, usage: Metered, output_tokens: int) -> dict[str, Any]:
+        written = usage.cache_write_tokens if conv.cache_marked else 0
+        return {
+            "input_tokens": usage.input_tokens - usage.cached_tokens - written,
+            "cache_creation_input_tokens": written,
+            "cache_read_input_tokens": usage.cached_tokens,
+            "output_tokens": output_tokens,
+            "service_tier": "standard",
+        }
+
+    def plain(self, conv: Conversation, reply: Reply, usage: Metered) -> web.Response:
+        return json_response(
+            {
+                "id": f"{_ID_PREFIX}{next(_ids):012x}",
+                "type": "message",
+                "role": "assistant",
+                "model": conv.model,
+                "content": [{"type": "text", "text": reply.text}],
+                "stop_reason": STOP_REASONS[reply.finish],
+                "stop_sequence": reply.stop_sequence,
+                "usage": self._usage(conv, usage, reply.output_tokens),
+            },
+            headers={"Content-Type": "application/json", "request-id": f"req_sim{next(_ids):016x}"},
+        )
+
+    def stream(self, conv: Conversation, reply: Reply, usage: Metered) -> StreamPlan:
+        start = {
+            "type": "message_start",
+            "message": {
+                "id": f"{_ID_PREFIX}{next(_ids):012x}",
+                "type": "message",
+                "role": "assistant",
+                "model": conv.model,
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                # Like the real API: a provisional output count, superseded by message_delta.
+                "usage": self._usage(conv, usage, 1),
+            },
+        }
+        # The text deltas differ only in their text: splice it into a pre-serialised frame.
+        prefix = (
+            b"event: content_block_delta\n"
+            b'data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":'
+        )
+        tokens = [prefix + orjson.dumps(piece) + b"}}\n\n" for piece in reply.pieces]
+        return StreamPlan(
+            head=[
+                _event(b"message_start", start),
+                _event(
+                    b"content_block_start",
+                    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                ),
+                b'event: ping\ndata: {"type": "ping"}\n\n',
+            ],
+            tokens=tokens,
+            tail=[
+                b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n',
+                _event(
+                    b"message_delta",
+                    {
+                        "type": "message_delta",
+                        "delta": {"stop_reason": STOP_REASONS[reply.finish], "stop_sequence": reply.stop_sequence},
+                        "usage": {"output_tokens": reply.output_tokens},
+                    },
+                ),
+                b'event: message_stop\ndata: {"type":"message_stop"}\n\n',
+            ],
+        )
+
+    def stream_error(self, status: int, message: str | None) -> bytes:
+        return _event(b"error", _error_body(status, message))
+
+    def malformed_event(self) -> bytes:
+        return b'event: content_block_delta\ndata: {"type": "content_block_delta", "index": 0, "delta": {\n\n'
+
+
+WIRE = AnthropicWire()
+_MODEL_ENTRIES = [
+    {"type": "model", "id": model, "display_name": display, "created_at": "2024-10-22T00:00:00Z"}
+    for model, display in MODELS
+]
+_MODEL_LIST = orjson.dumps(
+    {"data": _MODEL_ENTRIES, "has_more": False, "first_id": MODELS[0][0], "last_id": MODELS[-1][0]}
+)
+
+
+def is_anthropic(request: web.Request) -> bool:
+    """Whether a request on a path both APIs share (`/v1/models`) is Anthropic's."""
+    return "x-api-key" in request.headers or "anthropic-version" in request.headers
+
+
+async def messages(request: web.Request) -> web.StreamResponse:
+    return await handle(WIRE, request)
+
+
+async def count_message_tokens(request: web.Request) -> web.Response:
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        return WIRE.authenticate(request) or WIRE.error(400, "invalid_json")
+    denied = WIRE.authenticate(request)
+    if denied is not None:
+        return denied
+    if not isinstance(body, dict):
+        return WIRE.error(400, "the request body must be a JSON object")
+    conv = WIRE.parse(request, body, counting=True)
+    if not isinstance(conv, Conversation):
+        return conv
+    return json_response({"input_tokens": conv.input_tokens})
+
+
+async def list_models(request: web.Request) -> web.Response:
+    return WIRE.authenticate(request) or web.Response(body=_MODEL_LIST, content_type="application/json")
+
+
+async def get_model(request: web.Request) -> web.Response:
+    denied = WIRE.authenticate(request)
+    if denied is not None:
+        return denied
+    model = request.match_info["model"]
+    entry = next((e for e in _MODEL_ENTRIES if e["id"] == model), None)
+    return json_response(
+        entry or {"type": "model", "id": model, "display_name": model, "created_at": "2024-10-22T00:00:00Z"}
+    )

@@ -1,0 +1,187 @@
+"""The request flow every simulated provider shares: read, log, authenticate, parse,
+apply a fault, meter, pace, answer (plain or SSE).
+
+A provider module supplies a `Wire`: how its requests are authenticated and parsed
+into a provider-neutral `Conversation`, and how replies, streams and errors look on its
+wire. Everything stateful (faults, latency, cache) is applied here, once, so the three
+providers behave alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+import orjson
+from aiohttp import web
+
+from .control import STATE, Fault, Latency
+from .text import Reply, make_reply
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
+_HANG_POLL_S = 0.05
+
+
+@dataclass(slots=True)
+class Conversation:
+    """What the simulator needs from a generation request, whatever the provider."""
+
+    model: str
+    prompt: str  # the last user text: it seeds the reply
+    input_tokens: int  # every prompt token, cached ones included
+    stream: bool = False
+    max_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+    system_text: str = ""  # the cacheable prefix
+    system_tokens: int = 0
+    cache_marked: bool = False  # the request asked for caching (Anthropic cache_control)
+    options: dict[str, Any] = field(default_factory=dict)  # provider-specific flags
+
+
+@dataclass(slots=True)
+class Metered:
+    input_tokens: int  # all prompt tokens, cached ones included
+    output_tokens: int
+    cached_tokens: int  # read from the prompt cache
+    cache_write_tokens: int  # written to it (reported by Anthropic only, when asked)
+
+
+@dataclass(slots=True)
+class StreamPlan:
+    head: list[bytes]  # framing events before the first token (e.g. message_start)
+    tokens: list[bytes]  # one event per reply piece: these are paced
+    tail: list[bytes]  # finish, usage, terminator
+
+
+class Wire(Protocol):
+    name: ClassVar[str]
+
+    def authenticate(self, request: web.Request) -> web.Response | None: ...
+
+    def parse(self, request: web.Request, body: dict[str, Any]) -> Conversation | web.Response: ...
+
+    def error(self, status: int, message: str | None = None, retry_after: float | None = None) -> web.Response: ...
+
+    def plain(self, conv: Conversation, reply: Reply, usage: Metered) -> web.Response: ...
+
+    def stream(self, conv: Conversation, reply: Reply, usage: Metered) -> StreamPlan: ...
+
+    def stream_error(self, status: int, message: str | None) -> bytes: ...
+
+    def malformed_event(self) -> bytes: ...
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, headers=headers or JSON_HEADERS)
+
+
+def retry_after_header(seconds: float) -> str:
+    return str(int(seconds)) if float(seconds).is_integer() else str(seconds)
+
+
+def positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+async def handle(wire: Wire, request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    raw = await request.read()
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        state.record(wire.name, request, None)
+        return wire.authenticate(request) or wire.error(400, "invalid_json")
+    state.record(wire.name, request, body)
+    denied = wire.authenticate(request)
+    if denied is not None:
+        return denied
+    if not isinstance(body, dict):
+        return wire.error(400, "the request body must be a JSON object")
+    conv = wire.parse(request, body)
+    if not isinstance(conv, Conversation):
+        return conv
+
+    fault = state.match_fault(wire.name, conv.model, conv.stream) if state.faults else None
+    if fault is not None and not (conv.stream and fault.after_chunks):
+        if fault.mode == "status":
+            return wire.error(fault.status or 500, fault.message, fault.retry_after)
+        if fault.mode == "timeout":
+            return await _hang(request)
+        if fault.mode == "disconnect":
+            return _disconnect(request)
+        if not conv.stream:  # malformed
+            return web.Response(body=b'{"id": "malformed", "choices": [{"message": ', headers=JSON_HEADERS)
+
+    cached, written = state.prompt_cache(wire.name, conv.model, conv.system_text, conv.system_tokens)
+    reply = make_reply(conv.model, conv.prompt, conv.max_tokens, conv.stop)
+    usage = Metered(conv.input_tokens, reply.output_tokens, cached, written)
+    latency = state.latency_for(wire.name, conv.model) if state.latency else None
+    if conv.stream:
+        return await _stream(wire, request, wire.stream(conv, reply, usage), latency, fault)
+    if latency is not None:
+        await asyncio.sleep(latency.ttft_s + reply.output_tokens * latency.token_s)
+    return wire.plain(conv, reply, usage)
+
+
+async def _stream(
+    wire: Wire, request: web.Request, plan: StreamPlan, latency: Latency | None, fault: Fault | None
+) -> web.StreamResponse:
+    response = web.StreamResponse(headers=SSE_HEADERS)
+    if latency is not None and latency.ttft_s:
+        await asyncio.sleep(latency.ttft_s)
+    await response.prepare(request)
+    events = [*plan.head, *plan.tokens, *plan.tail]
+    if fault is None and latency is None:
+        for event in events:
+            await response.write(event)
+        await response.write_eof()
+        return response
+    first_token = len(plan.head)
+    last_token = first_token + len(plan.tokens)
+    pause = latency.token_s if latency is not None else 0.0
+    fault_at = fault.after_chunks if fault is not None else -1
+    for index, event in enumerate(events):
+        if index == fault_at and fault is not None:
+            return await _fault_mid_stream(wire, request, response, fault)
+        if pause and first_token < index < last_token:
+            await asyncio.sleep(pause)
+        await response.write(event)
+    await response.write_eof()
+    return response
+
+
+async def _fault_mid_stream(
+    wire: Wire, request: web.Request, response: web.StreamResponse, fault: Fault
+) -> web.StreamResponse:
+    if fault.mode == "status":
+        await response.write(wire.stream_error(fault.status or 500, fault.message))
+    elif fault.mode == "malformed":
+        await response.write(wire.malformed_event())
+    elif fault.mode == "timeout":
+        await _hang(request)
+        return response
+    else:  # disconnect: what was written is flushed, then the socket closes mid-body
+        _disconnect(request)
+        return response
+    await response.write_eof()
+    return response
+
+
+async def _hang(request: web.Request) -> web.Response:
+    """Hold the request open, answering nothing, until the client (or the server) gives up.
+
+    aiohttp does not cancel handlers when the client leaves, so watch the transport.
+    """
+    while (transport := request.transport) is not None and not transport.is_closing():
+        await asyncio.sleep(_HANG_POLL_S)
+    return web.Response(status=504)  # never reaches anyone: the connection is gone
+
+
+def _disconnect(request: web.Request) -> web.Response:
+    transport = request.transport
+    if transport is not None:
+        transport.close()
+    # aiohttp fails to write this to the closed transport and drops it quietly.
+    return web.Response(status=500)
