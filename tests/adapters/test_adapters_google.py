@@ -245,3 +245,26 @@ def test_endpoints_for_plain_and_stream():
     assert headers["x-goog-api-key"] == "AIzaTest"
     url, _ = adapter.endpoint(target, stream=True)
     assert url.endswith("/v1beta/models/gemini-1.5-pro:streamGenerateContent?alt=sse")
+
+
+def test_stream_function_calls_become_indexed_tool_call_deltas():
+    raw = (b'data: {"candidates":[{"content":{"role":"model","parts":[{"functionCall":'
+           b'{"name":"weather","args":{"city":"Oslo"}}},{"functionCall":{"name":"time",'
+           b'"args":{}}}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":20,'
+           b'"candidatesTokenCount":8,"toolUsePromptTokenCount":5}}\r\n\r\n')
+    state = GoogleStreamState()
+    chunks = run_stream(state, raw)
+    calls = [c["delta"]["tool_calls"][0] for c in chunks if "tool_calls" in c["delta"]]
+    assert [(c["index"], c["function"]["name"], c["function"]["arguments"]) for c in calls] == [
+        (0, "weather", '{"city":"Oslo"}'), (1, "time", "{}")]
+    assert all(c["id"].startswith("call_") and c["type"] == "function" for c in calls)
+    assert calls[0]["id"] != calls[1]["id"]
+    assert chunks[-1] == {"index": 0, "delta": {}, "finish_reason": "tool_calls"}
+    assert state.usage == Usage(input_tokens=25, output_tokens=8, cached_tokens=0)
+
+
+def test_stream_blocked_prompt_is_content_filtered():
+    raw = b'data: {"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"}}\r\n\r\n'
+    with pytest.raises(UpstreamError) as info:
+        run_stream(GoogleStreamState(), raw)
+    assert info.value.code == "content_filtered"

@@ -174,7 +174,7 @@ def test_error_in_ignores_normal_bodies():
     assert error_in({"choices": []}) is None
 
 
-async def test_endpoint_strips_trailing_slash_and_uses_bearer_auth():
+def test_endpoint_strips_trailing_slash_and_uses_bearer_auth():
     adapter = OpenAIAdapter(HttpClient())
     url, headers = adapter.endpoint(
         Target("openai", "gpt-4o", "https://api.openai.com/v1/", "sk-test"), stream=False)
