@@ -6,6 +6,8 @@ endpoint. Every response, errors included, carries an OpenAI-shaped body.
 
 from __future__ import annotations
 
+import traceback
+
 import structlog
 from opentelemetry.sdk.trace.export import SpanExporter
 from quart import Quart, Response, request
@@ -86,7 +88,10 @@ def create_app(settings: Settings, span_exporter: SpanExporter | None = None) ->
 
     @app.errorhandler(Exception)
     async def unexpected(error: Exception) -> Response:
-        log.error("unhandled_error", error=type(error).__name__, path=request.path)
+        # The type and where it was raised, never the message: it may quote input.
+        frames = traceback.extract_tb(error.__traceback__)
+        where = [f"{'/'.join(frame.filename.rsplit('/', 2)[-2:])}:{frame.lineno}" for frame in frames[-4:]]
+        log.error("unhandled_error", error=type(error).__name__, path=request.path, where=where)
         return envelope_response("internal_error", "The gateway failed unexpectedly; the error is logged.")
 
     return app

@@ -108,7 +108,8 @@ class Breakers:
             return self._open(model, circuit, now, f"{circuit.consecutive_failures} consecutive failures")
         failures = sum(1 for _, success in outcomes if not success)
         if len(outcomes) >= self.policy.min_requests and failures / len(outcomes) >= self.policy.failure_rate:
-            return self._open(model, circuit, now, f"{failures}/{len(outcomes)} attempts failed in {self.policy.window_s:g}s")
+            reason = f"{failures}/{len(outcomes)} attempts failed in {self.policy.window_s:g}s"
+            return self._open(model, circuit, now, reason)
         return None
 
     def release(self, model: str) -> None:

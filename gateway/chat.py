@@ -24,7 +24,9 @@ from quart import Response
 from adapters.base import ChatStream, Completion, Usage
 from adapters.catalog import ModelInfo
 from adapters.errors import UpstreamError
+from gateway.attempts import first_answer, note_outcome
 from gateway.auth import Principal
+from gateway.breakers import Transition
 from gateway.errors import TAXONOMY, GatewayError, error_envelope, is_retryable
 from gateway.observability import RequestSpans
 from gateway.openai_format import DONE_FRAME, ChunkFramer, completion_body, error_frame
@@ -67,6 +69,8 @@ class ChatCall:
     services: Services
     principal: Principal
     started: float = field(default_factory=time.perf_counter)
+    started_monotonic: float = field(default_factory=time.monotonic)
+    strategy: str = "explicit"
     request_uuid: Any = field(default_factory=new_request_id)
     trace: RequestTrace = field(init=False)
     request_id: str = field(init=False)
@@ -111,37 +115,13 @@ class ChatCall:
             reason=chosen.reason,
         )
 
-    # -- attempts ------------------------------------------------------------
+    # -- attempts (the loop itself is gateway/attempts.py) -------------------
 
-    async def first_answer(self, chain: list[ModelInfo], body: dict[str, Any]) -> tuple[Any, ModelInfo]:
-        """Try each model of the chain in turn until one answers; the attempt loop.
-
-        For a stream, "answers" means the provider accepted the request: failures
-        before the first byte reaches the client fall through to the next model.
-        """
-        failures: list[tuple[ModelInfo, UpstreamError]] = []
-        for model in chain:
-            self.attempts += 1
-            self.trace.add(Request.AttemptStarted, attempt=self.attempts, provider=model.provider, model=model.id)
-            assert self.spans is not None
-            self.spans.attempt_started(self.attempts, model.provider, model.upstream)
-            adapter = self.services.adapters[model.provider]
-            target = self.services.target(model)
-            attempt_started = time.perf_counter()
-            try:
-                if self.stream:
-                    answer: Any = await adapter.stream(body, target)
-                else:
-                    answer = await adapter.complete(body, target)
-            except UpstreamError as error:
-                self.attempt_failed(model, error, _ms(attempt_started))
-                failures.append((model, error))
-                if not is_retryable(error.code):
-                    break
-                continue
-            self.provider, self.served_model = model.provider, model.id
-            return answer, model
-        raise _final_error(failures)
+    def attempt_started(self, model: ModelInfo) -> None:
+        self.attempts += 1
+        self.trace.add(Request.AttemptStarted, attempt=self.attempts, provider=model.provider, model=model.id)
+        assert self.spans is not None
+        self.spans.attempt_started(self.attempts, model.provider, model.upstream)
 
     def attempt_failed(self, model: ModelInfo, error: UpstreamError, latency_ms: float) -> None:
         self.trace.add(
@@ -158,6 +138,16 @@ class ChatCall:
         )
         assert self.spans is not None
         self.spans.attempt_ended(error.code)
+
+    def circuit_changed(self, transition: Transition) -> None:
+        if transition.to == "open":
+            self.trace.add(Request.CircuitOpened, model=transition.model, reason=transition.reason,
+                           open_until=transition.open_until or 0.0)
+        else:
+            self.trace.add(Request.CircuitClosed, model=transition.model, reason=transition.reason)
+        log.warning("circuit_" + transition.to, model=transition.model, reason=transition.reason,
+                    request_id=self.request_id)
+        self.services.shared.publish_circuit(transition)
 
     def attempt_succeeded(self, model: ModelInfo, ttft_ms: float | None, latency_ms: float) -> None:
         self.trace.add(
@@ -252,7 +242,7 @@ class ChatCall:
         if model is not None:
             headers["x-2api-provider"] = model.provider
             headers["x-2api-model"] = model.id
-            headers["x-2api-routing-strategy"] = "explicit"
+            headers["x-2api-routing-strategy"] = self.strategy
         if cost is not None:
             headers["x-2api-cost"] = str(cost)
         return headers
@@ -265,9 +255,12 @@ async def chat_completions(services: Services, principal: Principal, raw: bytes)
         body = parse_json_object(raw)
         call.received(raw, body)
         validate_chat(body)
-        chosen = route(services, body)
+        chosen = route(services, body, call.started_monotonic)
         call.routed(chosen)
-        answer, model = await call.first_answer(chosen.chain, body)
+        answer, model = await first_answer(
+            services, call, chosen.chain, body, chosen.policy, chosen.deadline, call.stream
+        )
+        call.provider, call.served_model, call.strategy = model.provider, model.id, chosen.strategy
         if call.stream:
             return _stream_response(call, model, answer, body)
         return await _completion_response(call, model, answer)
@@ -281,7 +274,9 @@ async def chat_completions(services: Services, principal: Principal, raw: bytes)
 
 
 async def _completion_response(call: ChatCall, model: ModelInfo, completion: Completion) -> Response:
-    call.attempt_succeeded(model, ttft_ms=None, latency_ms=_ms(call.started))
+    latency_ms = _ms(call.started)
+    call.attempt_succeeded(model, ttft_ms=None, latency_ms=latency_ms)
+    call.services.latency.observe_total(model.id, latency_ms, completion.usage.output_tokens)
     cost = call.metered(model, completion.usage, "provider")
     call.completed()
     await call.commit()
@@ -356,8 +351,13 @@ def _finish_stream(
     latency_ms = _ms(call.started)
     if outcome.error is not None:
         call.attempt_failed(model, outcome.error, latency_ms)
+        note_outcome(call.services, call, model, ok=False)
     else:
         call.attempt_succeeded(model, outcome.ttft_ms, latency_ms)
+        note_outcome(call.services, call, model, ok=True)
+        if outcome.ttft_ms is not None and stream.usage is not None and not outcome.client_disconnected:
+            generation_s = max((latency_ms - outcome.ttft_ms) / 1000, 1e-3)
+            call.services.latency.observe(model.id, outcome.ttft_ms, stream.usage.output_tokens / generation_s)
     call.trace.add(
         Request.StreamSummarized,
         chunks=outcome.chunks,
@@ -410,15 +410,6 @@ def _estimate_prompt(body: dict[str, Any]) -> int:
         elif isinstance(content, list):
             chars += sum(len(part.get("text") or "") for part in content if isinstance(part, dict))
     return estimate_tokens(chars)
-
-
-def _final_error(failures: list[tuple[ModelInfo, UpstreamError]]) -> GatewayError:
-    if len(failures) == 1:
-        _, error = failures[0]
-        headers = {"retry-after": str(math.ceil(error.retry_after))} if error.retry_after else None
-        return GatewayError(error.code if error.code in TAXONOMY else "upstream_error", error.message, headers=headers)
-    reasons = "; ".join(f"{m.id}: {e.code} ({e.status or 'no status'})" for m, e in failures)
-    return GatewayError("all_candidates_failed", f"Every candidate model failed: {reasons}.")
 
 
 def error_response(error: GatewayError, headers: dict[str, str] | None = None) -> Response:

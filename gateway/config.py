@@ -36,6 +36,7 @@ class Settings:
     providers: dict[str, ProviderConfig] = field(default_factory=dict)
     max_body_bytes: int = 8 * 1024 * 1024
     upstream_timeout_s: float = 60.0
+    request_timeout_s: float = 120.0
     log_level: str = "info"
 
     @classmethod
@@ -56,5 +57,6 @@ class Settings:
             providers=providers,
             max_body_bytes=int(env.get("TWOAPI_MAX_BODY_BYTES") or 8 * 1024 * 1024),
             upstream_timeout_s=float(env.get("TWOAPI_UPSTREAM_TIMEOUT_S") or 60),
+            request_timeout_s=float(env.get("TWOAPI_REQUEST_TIMEOUT_S") or 120),
             log_level=(env.get("TWOAPI_LOG_LEVEL") or "info").lower(),
         )

@@ -48,6 +48,12 @@ class LatencyTracker:
         current.updated = now
         current.samples += 1
 
+    def observe_total(self, model: str, latency_ms: float, output_tokens: int) -> None:
+        """A non-streamed answer shows only its total time: split it with the current
+        throughput estimate."""
+        generation_ms = 1000.0 * output_tokens / max(self.estimate(model).tokens_per_s, 1e-3)
+        self.observe(model, max(latency_ms - generation_ms, 0.0), None)
+
     def estimate(self, model: str) -> Estimate:
         current = self._estimates.get(model)
         if current is None:

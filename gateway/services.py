@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 
-from adapters.http import HttpClient
-from adapters.registry import build_adapters
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from adapters.base import Adapter, Target
 from adapters.catalog import Catalog, ModelInfo, default_catalog
+from adapters.http import HttpClient
+from adapters.registry import build_adapters
 from gateway.auth import KeyAuthenticator
+from gateway.breakers import Breakers
 from gateway.config import Settings
+from gateway.latency import LatencyTracker
 from gateway.observability import build_tracer
+from gateway.shared_state import SharedState
 from ledger.application import Ledger
 from ledger.pricing import PriceBook
 from ledger.writer import LedgerWriter
@@ -26,6 +29,8 @@ class Services:
         # books replace it with the tenancy/billing work.
         self.price_book = PriceBook.from_table({m.id: m.price for m in self.catalog.models})
         self.tracer = build_tracer(span_exporter)
+        self.breakers = Breakers()
+        self.latency = LatencyTracker()
         self._span_exporter = span_exporter
 
     async def start(self) -> None:
@@ -36,20 +41,24 @@ class Services:
         self.authenticator = KeyAuthenticator(self.ledger)
         self.http = HttpClient()
         self.adapters: dict[str, Adapter] = build_adapters(self.http)
+        self.shared = SharedState(self.settings.redis_url, self.breakers, self.latency,
+                                  [m.id for m in self.catalog.models])
+        await self.shared.start()
 
     async def stop(self) -> None:
+        await self.shared.stop()
         await self.http.close()
         await asyncio.to_thread(self.writer.close)
 
     def is_configured(self, model: ModelInfo) -> bool:
         return model.provider in self.settings.providers and model.provider in self.adapters
 
-    def target(self, model: ModelInfo) -> Target:
+    def target(self, model: ModelInfo, timeout_s: float) -> Target:
         provider = self.settings.providers[model.provider]
         return Target(
             provider=model.provider,
             model=model.upstream,
             base_url=provider.base_url,
             api_key=provider.api_key,
-            timeout_s=self.settings.upstream_timeout_s,
+            timeout_s=timeout_s,
         )

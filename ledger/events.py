@@ -60,6 +60,19 @@ class Request(Aggregate):
         ttft_ms: float | None
         latency_ms: float
 
+    class CircuitOpened(Aggregate.Event):
+        """This request's failure opened the model's circuit breaker."""
+
+        model: str
+        reason: str
+        open_until: float  # unix seconds
+
+    class CircuitClosed(Aggregate.Event):
+        """This request's success, as a half-open probe, closed the model's circuit."""
+
+        model: str
+        reason: str
+
     class StreamSummarized(Aggregate.Event):
         chunks: int
         bytes: int
