@@ -87,6 +87,22 @@ def cmd_ledger_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ledger_explain(args: argparse.Namespace) -> int:
+    from ledger.explain import explain
+
+    try:
+        request_uuid = parse_request_id(args.request_id)
+    except ValueError:
+        print(f"not a request id: {args.request_id}", file=sys.stderr)
+        return 2
+    events = _ledger().event_dicts(request_uuid)
+    if not events:
+        print(f"no events for {args.request_id}", file=sys.stderr)
+        return 1
+    print(explain(events))
+    return 0
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     _ledger()  # opening the ledger creates its tables when missing
     print("ledger tables are in place")
@@ -135,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     show = ledger.add_parser("show", help="a request's events, as JSON lines")
     show.add_argument("request_id")
     show.set_defaults(func=cmd_ledger_show)
+    explain = ledger.add_parser("explain", help="a request's routing and attempts, in words")
+    explain.add_argument("request_id")
+    explain.set_defaults(func=cmd_ledger_explain)
 
     migrate = commands.add_parser("migrate", help="create the ledger's tables")
     migrate.set_defaults(func=cmd_migrate)

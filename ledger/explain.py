@@ -1,0 +1,95 @@
+"""A request's story told from its events alone: `twoapi ledger explain REQUEST_ID`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def explain(events: list[dict[str, Any]]) -> str:
+    lines: list[str] = []
+    for event in events:
+        lines.extend(_EXPLAINERS.get(event["event"], _generic)(event))
+    return "\n".join(lines)
+
+
+def _received(e: dict[str, Any]) -> list[str]:
+    mode = "streaming" if e["stream"] else "plain"
+    return [
+        f"{e['timestamp']}  received {e['endpoint']} ({mode}) for model '{e['model']}' "
+        f"from tenant {e['tenant']}, key {e['key_id'][:12]}; {e['messages']} messages, {e['body_bytes']} bytes"
+    ]
+
+
+def _routed(e: dict[str, Any]) -> list[str]:
+    lines = [f"routing: strategy {e['strategy']}; {e['reason']}", "  candidates:"]
+    chain = e["chain"]
+    for candidate in e["candidates"]:
+        name = candidate["model"] or candidate["requested"]
+        score = "" if candidate["score"] is None else f" score {candidate['score']}"
+        if candidate["excluded"]:
+            lines.append(f"    - {name}{score}: excluded ({candidate['excluded']})")
+        else:
+            lines.append(f"    {chain.index(name) + 1}. {name}{score}")
+    return lines
+
+
+def _attempt_started(e: dict[str, Any]) -> list[str]:
+    return [f"attempt {e['attempt']}: {e['model']} ({e['provider']})"]
+
+
+def _attempt_failed(e: dict[str, Any]) -> list[str]:
+    status = f" HTTP {e['status']}" if e["status"] else ""
+    then = "retryable" if e["retryable"] else "not retryable"
+    return [f"  failed after {e['latency_ms']} ms: {e['error_code']}{status} ({then}) - {e['message']}"]
+
+
+def _attempt_succeeded(e: dict[str, Any]) -> list[str]:
+    ttft = f", first token at {e['ttft_ms']} ms" if e["ttft_ms"] is not None else ""
+    return [f"  succeeded at {e['latency_ms']} ms{ttft}"]
+
+
+def _circuit_opened(e: dict[str, Any]) -> list[str]:
+    return [f"  circuit of {e['model']} opened: {e['reason']}"]
+
+
+def _circuit_closed(e: dict[str, Any]) -> list[str]:
+    return [f"  circuit of {e['model']} closed: {e['reason']}"]
+
+
+def _stream(e: dict[str, Any]) -> list[str]:
+    gone = "; the client disconnected" if e["client_disconnected"] else ""
+    return [f"stream: {e['chunks']} chunks, {e['bytes']} bytes over {e['duration_ms']} ms, "
+            f"finish reason {e['finish_reason']}{gone}"]
+
+
+def _usage(e: dict[str, Any]) -> list[str]:
+    return [f"usage ({e['source']}): {e['input_tokens']} input tokens ({e['cached_tokens']} cached), "
+            f"{e['output_tokens']} output tokens on {e['model']}; cost ${e['cost']} (price book {e['price_book']})"]
+
+
+def _completed(e: dict[str, Any]) -> list[str]:
+    return [f"completed: HTTP {e['status']} after {e['latency_ms']} ms"]
+
+
+def _failed(e: dict[str, Any]) -> list[str]:
+    return [f"failed: HTTP {e['status']} {e['error_code']} after {e['latency_ms']} ms - {e['message']}"]
+
+
+def _generic(e: dict[str, Any]) -> list[str]:
+    fields = {k: v for k, v in e.items() if k not in ("event", "version", "timestamp")}
+    return [f"{e['event']}: {fields}"]
+
+
+_EXPLAINERS = {
+    "Received": _received,
+    "Routed": _routed,
+    "AttemptStarted": _attempt_started,
+    "AttemptFailed": _attempt_failed,
+    "AttemptSucceeded": _attempt_succeeded,
+    "CircuitOpened": _circuit_opened,
+    "CircuitClosed": _circuit_closed,
+    "StreamSummarized": _stream,
+    "UsageMetered": _usage,
+    "Completed": _completed,
+    "Failed": _failed,
+}
