@@ -46,6 +46,7 @@ DEFAULT_MESSAGES = {
     404: "model not found",
     429: "Number of request tokens has exceeded your per-minute rate limit.",
     500: "Internal server error",
+    503: "Service unavailable",
     529: "Overloaded",
 }
 
@@ -55,7 +56,8 @@ _ID_PREFIX = "msg_sim" + os.urandom(4).hex()
 
 def _error_body(status: int, message: str | None) -> dict[str, Any]:
     kind = ERROR_TYPES.get(status) or ("api_error" if status >= 500 else "invalid_request_error")
-    return {"type": "error", "error": {"type": kind, "message": message or DEFAULT_MESSAGES.get(status, kind)}}
+    text = message or DEFAULT_MESSAGES.get(status) or f"Simulated error {status}."
+    return {"type": "error", "error": {"type": kind, "message": text}}
 
 
 def _event(name: bytes, data: dict[str, Any]) -> bytes:

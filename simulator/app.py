@@ -52,7 +52,12 @@ def build_app() -> web.Application:
             router.add_get(f"/{version}/models", google.list_models)
             router.add_get(f"/{version}/models/{{model}}", google.get_model)
     control.add_routes(app)
+    app.on_shutdown.append(_release_held_requests)
     return app
+
+
+async def _release_held_requests(app: web.Application) -> None:
+    app[control.STATE].stopping = True
 
 
 @dataclass(slots=True)

@@ -20,7 +20,13 @@ generation request is applied and its `count` consumed (omitted = until cleared)
   stream ends.
 
 If a stream has no more than `after_chunks` events the fault does not fire on it (but
-its count is consumed).
+its count is consumed). Faults apply to generation requests (chat, messages,
+generateContent), not to model lists or token counting.
+
+Latency (`POST /_sim/latency`): per provider, or per provider and model (which wins
+over the provider's setting, zeros included). A plain answer waits
+`ttft_ms + output_tokens / tokens_per_s`; a stream waits `ttft_ms` before its response
+head and first event, then `1 / tokens_per_s` before each further token event.
 
 Prompt cache (`prompt_cache`): a system prompt of at least `CACHE_MIN_TOKENS` tokens
 (by `count_tokens` of its text) that this simulator already saw for the same provider
@@ -95,6 +101,7 @@ class SimState:
         self.log: deque[tuple[str, float, str, str, Any, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
         self.cache: dict[tuple[str, str, bytes], None] = {}
         self._fault_ids = itertools.count(1)
+        self.stopping = False  # set on shutdown: requests held by a `timeout` fault let go
 
     # ----------------------------------------------------------------- hot path
 
@@ -113,7 +120,9 @@ class SimState:
 
     def latency_for(self, provider: str, model: str) -> Latency | None:
         latency = self.latency
-        return latency.get((provider, model)) or latency.get((provider, None))
+        setting = latency.get((provider, model)) or latency.get((provider, None))
+        # A model's all-zero setting overrides its provider's: full speed for that model.
+        return setting if setting is not None and (setting.ttft_s or setting.token_s) else None
 
     def prompt_cache(self, provider: str, model: str, system_text: str, system_tokens: int) -> tuple[int, int]:
         """(cache-read tokens, cache-write tokens) of a request with this system prompt."""
@@ -179,11 +188,7 @@ class SimState:
         for name, value in (("ttft_ms", ttft_ms), ("tokens_per_s", tokens_per_s)):
             if not isinstance(value, int | float) or value < 0:
                 raise ControlError(f"{name} must be a number >= 0")
-        key = (provider, model)
-        if ttft_ms == 0 and tokens_per_s == 0:
-            self.latency.pop(key, None)  # zero everything = back to full speed
-        else:
-            self.latency[key] = Latency(ttft_ms / 1000, 1 / tokens_per_s if tokens_per_s else 0.0)
+        self.latency[(provider, model)] = Latency(ttft_ms / 1000, 1 / tokens_per_s if tokens_per_s else 0.0)
         return {"provider": provider, "model": model, "ttft_ms": ttft_ms, "tokens_per_s": tokens_per_s}
 
     def latency_json(self) -> list[dict[str, Any]]:

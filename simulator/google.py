@@ -69,7 +69,8 @@ _ID_PREFIX = "sim" + os.urandom(4).hex()
 
 def _error_body(status: int, message: str | None, retry_after: float | None = None) -> dict[str, Any]:
     name = STATUS_NAMES.get(status) or ("INTERNAL" if status >= 500 else "FAILED_PRECONDITION")
-    error: dict[str, Any] = {"code": status, "message": message or DEFAULT_MESSAGES.get(status, name), "status": name}
+    text = message or DEFAULT_MESSAGES.get(status) or f"Simulated error {status}."
+    error: dict[str, Any] = {"code": status, "message": text, "status": name}
     if status == 401:
         error["details"] = [
             {

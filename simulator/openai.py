@@ -44,6 +44,7 @@ DEFAULT_MESSAGES = {
     500: "The server had an error while processing your request. Sorry about that!",
     502: "Bad gateway.",
     503: "The engine is currently overloaded, please try again later.",
+    529: "The server is overloaded, please try again later.",
 }
 INVALID_JSON = (
     "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP "
@@ -56,7 +57,7 @@ _ID_PREFIX = "chatcmpl-sim" + os.urandom(4).hex()
 
 def _error_body(status: int, message: str | None, param: str | None = None, code: str | None = None) -> dict:
     kind, default_code = ERROR_KINDS.get(status, ("server_error" if status >= 500 else "invalid_request_error", None))
-    text = message or DEFAULT_MESSAGES.get(status) or f"Error {status}."
+    text = message or DEFAULT_MESSAGES.get(status) or f"Simulated error {status}."
     return {"error": {"message": text, "type": kind, "param": param, "code": code or default_code}}
 
 

@@ -172,9 +172,11 @@ async def _fault_mid_stream(
 async def _hang(request: web.Request) -> web.Response:
     """Hold the request open, answering nothing, until the client (or the server) gives up.
 
-    aiohttp does not cancel handlers when the client leaves, so watch the transport.
+    aiohttp does not cancel handlers when the client leaves, so watch the transport (and
+    the simulator's own shutdown, so a stop is not held up by these requests).
     """
-    while (transport := request.transport) is not None and not transport.is_closing():
+    state = request.app[STATE]
+    while (transport := request.transport) is not None and not transport.is_closing() and not state.stopping:
         await asyncio.sleep(_HANG_POLL_S)
     return web.Response(status=504)  # never reaches anyone: the connection is gone
 

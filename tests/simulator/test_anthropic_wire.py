@@ -58,7 +58,8 @@ def test_stream_helper_accumulates_the_same_usage_as_plain(sim):
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
     assert text == plain.content[0].text
-    assert (final.usage.input_tokens, final.usage.output_tokens) == (plain.usage.input_tokens, plain.usage.output_tokens)
+    assert final.usage.input_tokens == plain.usage.input_tokens
+    assert final.usage.output_tokens == plain.usage.output_tokens
 
 
 def test_max_tokens_truncates_with_stop_reason_max_tokens(sim):

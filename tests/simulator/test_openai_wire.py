@@ -92,7 +92,8 @@ def test_multi_turn_history_and_content_parts_are_counted(sim):
         {"role": "user", "content": [{"type": "text", "text": "Second"}, {"type": "text", "text": "question?"}]},
     ]
     completion = sim.openai().chat.completions.create(model=MODEL, messages=messages)
-    assert completion.usage.prompt_tokens == input_tokens(SYSTEM, "First question?", "First answer.", "Second question?")
+    expected = input_tokens(SYSTEM, "First question?", "First answer.", "Second question?")
+    assert completion.usage.prompt_tokens == expected
     assert completion.choices[0].message.content == reply_text(MODEL, "Second\nquestion?")
 
 
