@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from adapters.base import Adapter, ChatStream, Target
 from adapters.catalog import ModelInfo
 from adapters.errors import UpstreamError
 from gateway.breakers import Transition
@@ -48,7 +49,20 @@ class AttemptRecorder(Protocol):
 
     def attempt_failed(self, model: ModelInfo, error: UpstreamError, latency_ms: float) -> None: ...
 
+    def retry_scheduled(self, model: ModelInfo, delay_s: float, retry_after: float | None) -> None: ...
+
     def circuit_changed(self, transition: Transition) -> None: ...
+
+
+@dataclass(slots=True)
+class OpenStream:
+    """A stream the provider accepted, with its first chunk already read: a stream
+    that fails before its first chunk is an ordinary failed attempt, retried or
+    fallen back from, since nothing has reached the client yet."""
+
+    stream: ChatStream
+    first: dict[str, Any] | None  # None: the provider ended the stream without a chunk
+    first_at: float  # perf_counter when the first chunk arrived
 
 
 @dataclass(slots=True)
@@ -85,7 +99,7 @@ async def first_answer(
             started = time.perf_counter()
             try:
                 if stream:
-                    answer: Any = await adapter.stream(body, target)
+                    answer: Any = await _open_stream(adapter, body, target)
                 else:
                     answer = await adapter.complete(body, target)
             except UpstreamError as error:
@@ -102,12 +116,26 @@ async def first_answer(
                 wait = policy.backoff(retry, error.retry_after) if retry <= policy.retries_per_model else None
                 if wait is None:
                     break
-                await asyncio.sleep(max(0.0, min(wait, deadline - time.monotonic() - MIN_ATTEMPT_S)))
+                wait = max(0.0, min(wait, deadline - time.monotonic() - MIN_ATTEMPT_S))
+                recorder.retry_scheduled(model, wait, error.retry_after)
+                await asyncio.sleep(wait)
                 continue
             if not stream:
                 note_outcome(services, recorder, model, ok=True)
             return answer, model
     raise _final_error(failures, deadline_passed=time.monotonic() >= deadline - MIN_ATTEMPT_S)
+
+
+async def _open_stream(adapter: Adapter, body: dict[str, Any], target: Target) -> OpenStream:
+    stream = await adapter.stream(body, target)
+    try:
+        first: dict[str, Any] | None = await stream.__aiter__().__anext__()
+    except StopAsyncIteration:
+        first = None
+    except BaseException:
+        await stream.aclose()
+        raise
+    return OpenStream(stream, first, time.perf_counter())
 
 
 def note_outcome(services: Services, recorder: AttemptRecorder, model: ModelInfo, ok: bool) -> None:

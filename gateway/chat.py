@@ -24,7 +24,7 @@ from quart import Response
 from adapters.base import ChatStream, Completion, Usage
 from adapters.catalog import ModelInfo
 from adapters.errors import UpstreamError
-from gateway.attempts import first_answer, note_outcome
+from gateway.attempts import OpenStream, first_answer, note_outcome
 from gateway.auth import Principal
 from gateway.breakers import Transition
 from gateway.errors import TAXONOMY, GatewayError, error_envelope, is_retryable
@@ -60,6 +60,13 @@ class StreamOutcome:
     ttft_ms: float | None = None
     error: UpstreamError | None = None
     client_disconnected: bool = False
+
+    def framed(self, framer: ChunkFramer, choice: dict[str, Any]) -> bytes:
+        frame = framer.choice(choice)
+        self.chunks += 1
+        self.bytes += len(frame)
+        self.output_chars += _delta_chars(choice)
+        return frame
 
 
 @dataclass(slots=True)
@@ -138,6 +145,10 @@ class ChatCall:
         )
         assert self.spans is not None
         self.spans.attempt_ended(error.code)
+
+    def retry_scheduled(self, model: ModelInfo, delay_s: float, retry_after: float | None) -> None:
+        self.trace.add(Request.RetryScheduled, model=model.id, delay_ms=round(delay_s * 1000, 3),
+                       retry_after_ms=None if retry_after is None else round(retry_after * 1000, 3))
 
     def circuit_changed(self, transition: Transition) -> None:
         if transition.to == "open":
@@ -285,11 +296,11 @@ async def _completion_response(call: ChatCall, model: ModelInfo, completion: Com
     return Response(orjson.dumps(body), 200, call.headers(model, cost), content_type="application/json")
 
 
-def _stream_response(call: ChatCall, model: ModelInfo, stream: ChatStream, body: dict[str, Any]) -> Response:
+def _stream_response(call: ChatCall, model: ModelInfo, opened: OpenStream, body: dict[str, Any]) -> Response:
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     framer = ChunkFramer("chatcmpl-" + call.request_uuid.hex, int(time.time()), model.id)
     response = Response(
-        _relay(call, model, stream, framer, include_usage, body),
+        _relay(call, model, opened, framer, include_usage, body),
         200,
         {**call.headers(model), **SSE_HEADERS},
         content_type="text/event-stream",
@@ -301,21 +312,19 @@ def _stream_response(call: ChatCall, model: ModelInfo, stream: ChatStream, body:
 async def _relay(
     call: ChatCall,
     model: ModelInfo,
-    stream: ChatStream,
+    opened: OpenStream,
     framer: ChunkFramer,
     include_usage: bool,
     body: dict[str, Any],
 ) -> AsyncIterator[bytes]:
+    stream = opened.stream
     outcome = StreamOutcome()
     try:
-        async for choice in stream:
-            if outcome.ttft_ms is None:
-                outcome.ttft_ms = _ms(call.started)
-            outcome.output_chars += _delta_chars(choice)
-            frame = framer.choice(choice)
-            outcome.chunks += 1
-            outcome.bytes += len(frame)
-            yield frame
+        if opened.first is not None:
+            outcome.ttft_ms = round((opened.first_at - call.started) * 1000, 3)
+            yield outcome.framed(framer, opened.first)
+            async for choice in stream:
+                yield outcome.framed(framer, choice)
     except UpstreamError as error:
         # After the first byte there is no retry or fallback: end the stream cleanly.
         outcome.error = error

@@ -37,6 +37,9 @@ class Settings:
     max_body_bytes: int = 8 * 1024 * 1024
     upstream_timeout_s: float = 60.0
     request_timeout_s: float = 120.0
+    redis_prefix: str = "twoapi"
+    breaker_consecutive: int = 5
+    breaker_cooldown_s: float = 10.0
     log_level: str = "info"
 
     @classmethod
@@ -58,5 +61,8 @@ class Settings:
             max_body_bytes=int(env.get("TWOAPI_MAX_BODY_BYTES") or 8 * 1024 * 1024),
             upstream_timeout_s=float(env.get("TWOAPI_UPSTREAM_TIMEOUT_S") or 60),
             request_timeout_s=float(env.get("TWOAPI_REQUEST_TIMEOUT_S") or 120),
+            redis_prefix=env.get("TWOAPI_REDIS_PREFIX") or "twoapi",
+            breaker_consecutive=int(env.get("TWOAPI_BREAKER_CONSECUTIVE") or 5),
+            breaker_cooldown_s=float(env.get("TWOAPI_BREAKER_COOLDOWN_S") or 10),
             log_level=(env.get("TWOAPI_LOG_LEVEL") or "info").lower(),
         )

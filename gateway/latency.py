@@ -3,8 +3,9 @@
 Peak-EWMA (as Finagle and Helicone use): a sample above the estimate replaces it at
 once, a sample below pulls it down smoothly with a time constant of `tau_s`. So a model
 that slows down loses traffic on the next request, and one that recovers wins it back
-over a few seconds. An estimate not refreshed for `stale_s` relaxes toward the prior,
-so a model that lost all its traffic gets tried again rather than being shunned forever.
+over a few seconds. An estimate not refreshed for `stale_s` relaxes toward the
+(optimistic) prior, so a model that lost all its traffic gets tried again rather than
+being shunned forever.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ class Estimate:
     samples: int = 0
 
 
-PRIOR = Estimate(ttft_ms=600.0, tokens_per_s=60.0, updated=0.0)
+# Optimistic: a model not yet observed looks fast, so each one gets tried (and so
+# measured) before the estimates decide, and a stale estimate drifts back here.
+PRIOR = Estimate(ttft_ms=50.0, tokens_per_s=500.0, updated=0.0)
 
 
 class LatencyTracker:

@@ -11,7 +11,7 @@ from adapters.catalog import Catalog, ModelInfo, default_catalog
 from adapters.http import HttpClient
 from adapters.registry import build_adapters
 from gateway.auth import KeyAuthenticator
-from gateway.breakers import Breakers
+from gateway.breakers import BreakerPolicy, Breakers
 from gateway.config import Settings
 from gateway.latency import LatencyTracker
 from gateway.observability import build_tracer
@@ -29,7 +29,9 @@ class Services:
         # books replace it with the tenancy/billing work.
         self.price_book = PriceBook.from_table({m.id: m.price for m in self.catalog.models})
         self.tracer = build_tracer(span_exporter)
-        self.breakers = Breakers()
+        self.breakers = Breakers(
+            BreakerPolicy(consecutive=settings.breaker_consecutive, cooldown_s=settings.breaker_cooldown_s)
+        )
         self.latency = LatencyTracker()
         self._span_exporter = span_exporter
 
@@ -42,7 +44,7 @@ class Services:
         self.http = HttpClient()
         self.adapters: dict[str, Adapter] = build_adapters(self.http)
         self.shared = SharedState(self.settings.redis_url, self.breakers, self.latency,
-                                  [m.id for m in self.catalog.models])
+                                  [m.id for m in self.catalog.models], prefix=self.settings.redis_prefix)
         await self.shared.start()
 
     async def stop(self) -> None:

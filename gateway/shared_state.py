@@ -2,9 +2,9 @@
 
 Each process keeps its own breakers and latency estimates (decisions stay local and
 cheap), and a background task syncs them every `interval_s`: an opened circuit is
-written as `twoapi:circuit:{model}` = open-until, expiring with the cooldown, so other
+written as `{prefix}:circuit:{model}` = open-until, expiring with the cooldown, so other
 processes skip the model at once instead of each rediscovering the outage; latency
-estimates are exchanged per process in `twoapi:latency:{model}`. Without REDIS_URL, or
+estimates are exchanged per process in `{prefix}:latency:{model}`. Without REDIS_URL, or
 while Redis is down, everything works in-process and a warning is logged once.
 """
 
@@ -22,14 +22,14 @@ from gateway.latency import LatencyTracker
 
 log = structlog.get_logger("gateway.shared_state")
 
-CIRCUIT_KEY = "twoapi:circuit:{}"
-LATENCY_KEY = "twoapi:latency:{}"
 LATENCY_FRESH_S = 30.0
 
 
 class SharedState:
     def __init__(self, redis_url: str | None, breakers: Breakers, latency: LatencyTracker, models: list[str],
-                 interval_s: float = 0.25) -> None:
+                 interval_s: float = 0.25, prefix: str = "twoapi") -> None:
+        self.circuit_key = prefix + ":circuit:{}"
+        self.latency_key = prefix + ":latency:{}"
         self.redis_url = redis_url
         self.breakers = breakers
         self.latency = latency
@@ -65,7 +65,7 @@ class SharedState:
         task.add_done_callback(self._pending.discard)
 
     async def _write_circuit(self, transition: Transition) -> None:
-        key = CIRCUIT_KEY.format(transition.model)
+        key = self.circuit_key.format(transition.model)
         try:
             if transition.to == "open" and transition.open_until:
                 ttl_ms = max(1, int((transition.open_until - time.time()) * 1000))
@@ -92,7 +92,7 @@ class SharedState:
             await asyncio.sleep(self.interval_s)
 
     async def _pull_circuits(self) -> None:
-        values = await self._client.mget([CIRCUIT_KEY.format(m) for m in self.models])
+        values = await self._client.mget([self.circuit_key.format(m) for m in self.models])
         local_open = self.breakers.open_circuits()
         for model, value in zip(self.models, values, strict=True):
             if value is not None:
@@ -105,11 +105,11 @@ class SharedState:
         now = time.time()
         pipe = self._client.pipeline(transaction=False)
         for model, (ttft, tps) in self.latency.snapshot().items():
-            key = LATENCY_KEY.format(model)
+            key = self.latency_key.format(model)
             pipe.hset(key, self.process_id, f"{ttft:.3f},{tps:.3f},{now:.3f}")
             pipe.expire(key, int(LATENCY_FRESH_S * 2))
         for model in self.models:
-            pipe.hgetall(LATENCY_KEY.format(model))
+            pipe.hgetall(self.latency_key.format(model))
         results = await pipe.execute()
         for model, entries in zip(self.models, results[-len(self.models):], strict=True):
             for process, value in (entries or {}).items():

@@ -52,6 +52,13 @@ class Request(Aggregate):
         latency_ms: float
         message: str
 
+    class RetryScheduled(Aggregate.Event):
+        """The attempt loop waits `delay_ms` before trying `model` again."""
+
+        model: str
+        delay_ms: float
+        retry_after_ms: float | None  # what the provider asked for, if it did
+
     class AttemptSucceeded(Aggregate.Event):
         attempt: int
         provider: str

@@ -48,6 +48,11 @@ def _attempt_succeeded(e: dict[str, Any]) -> list[str]:
     return [f"  succeeded at {e['latency_ms']} ms{ttft}"]
 
 
+def _retry(e: dict[str, Any]) -> list[str]:
+    asked = f" (provider asked for {e['retry_after_ms']} ms)" if e["retry_after_ms"] is not None else ""
+    return [f"  retrying {e['model']} after {e['delay_ms']} ms{asked}"]
+
+
 def _circuit_opened(e: dict[str, Any]) -> list[str]:
     return [f"  circuit of {e['model']} opened: {e['reason']}"]
 
@@ -86,6 +91,7 @@ _EXPLAINERS = {
     "AttemptStarted": _attempt_started,
     "AttemptFailed": _attempt_failed,
     "AttemptSucceeded": _attempt_succeeded,
+    "RetryScheduled": _retry,
     "CircuitOpened": _circuit_opened,
     "CircuitClosed": _circuit_closed,
     "StreamSummarized": _stream,
