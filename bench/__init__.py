@@ -1,0 +1,1 @@
+"""2api benchmark harness: `python -m bench <scenario>` (see bench/README.md)."""

@@ -1,0 +1,145 @@
+"""`python -m bench <scenario>`: 2api's benchmarks against its peers (issue 8).
+
+Run from the repository root with the project's venv. Each run writes one JSON file to
+bench/results/ and prints markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import procs, report
+
+SCENARIOS = {
+    "overhead": "1+2. direct vs bare pass-through vs 2api vs LiteLLM: req/s, p50/p90/p99, added latency, CPU/request, "
+                "RSS, streaming (streams/s, TTFT), open loop at 200 req/s",
+    "peer": "2. same run as `overhead` (the peers are always measured side by side with 2api)",
+    "ledger": "3. events/s the batched writer commits to PostgreSQL and SQLite (projection lag: needs issue 5)",
+    "analytics": "4. dashboard queries over 10M rows on chDB: needs issue 6 (analytics)",
+    "replay": "5. re-pricing and verify throughput over 1M requests: needs issue 7 (audit and re-pricing)",
+    "soak": "6. 10 minutes at a fixed rate, RSS over time and latency drift: needs issue 2 (core gateway) to land "
+            "complete; not implemented yet",
+    "all": "1-3 in sequence (about 9 minutes; --quick about 2)",
+}
+STUBS = {"analytics": "issue 6", "replay": "issue 7", "soak": "issue 2 (and the harness's soak driver)"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    epilog = "scenarios:\n" + "\n".join(f"  {name:<10} {text}" for name, text in SCENARIOS.items())
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__, epilog=epilog,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("scenario", choices=list(SCENARIOS))
+    parser.add_argument("--quick", action="store_true", help="about a minute per scenario: 1 run, short points")
+    parser.add_argument("--runs", type=int, help="runs per point (median reported); default 3, --quick 1")
+    parser.add_argument("--duration", type=float, help="seconds per closed-loop sample (default 3)")
+    parser.add_argument("--stacks", default=None,
+                        help="comma-separated subset of direct,bare,gateway,litellm (default: all)")
+    parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM peer")
+    parser.add_argument("--concurrency", default=None, help="plain closed-loop concurrencies, e.g. 1,32,128")
+    parser.add_argument("--rate", type=float, default=None, help="open-loop rate, req/s (default 200)")
+    parser.add_argument("--windows", default=None, help="ledger: requests in flight, e.g. 1,64,1000")
+    parser.add_argument("--stores", default="postgres,sqlite", help="ledger: postgres,sqlite")
+    parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # the harness's own smoke test
+    parser.add_argument("--out", type=Path, default=report.RESULTS_DIR, help="results directory")
+    parser.add_argument("--note", default="", help="free text stored with the run (what changed, why)")
+    return parser
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def overhead_config(args: argparse.Namespace) -> Any:
+    from bench.overhead import ALL_STACKS, OverheadConfig
+
+    config = OverheadConfig.tiny() if args.tiny else OverheadConfig.quick() if args.quick else OverheadConfig()
+    if args.runs:
+        config.runs = args.runs
+    if args.duration:
+        config.duration_s = args.duration
+    if args.stacks:
+        config.stacks = [s.strip() for s in args.stacks.split(",") if s.strip() in ALL_STACKS]
+    if args.no_litellm and "litellm" in config.stacks:
+        config.stacks.remove("litellm")
+    if args.concurrency:
+        config.plain_concurrency = _ints(args.concurrency)
+    if args.rate is not None:
+        config.open_rate = args.rate
+    return config
+
+
+def envelope(scenario: str, args: argparse.Namespace, started: float) -> dict[str, Any]:
+    return {
+        "scenario": scenario,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "git": report.git_revision(),
+        "machine": procs.machine_note(),
+        "mode": "tiny" if args.tiny else "quick" if args.quick else "full",
+        "note": args.note,
+    }
+
+
+def run_overhead(args: argparse.Namespace) -> dict[str, Any]:
+    from bench.overhead import run_overhead as run
+    from bench.overhead import targets
+
+    started = time.time()
+    result = envelope("overhead", args, started)
+    run_dir = args.out / "logs" / time.strftime("overhead-%Y%m%d-%H%M%S")
+    result.update(run(overhead_config(args), run_dir))
+    result["targets"] = targets(result)
+    result["logs"] = str(run_dir)
+    result["wall_s"] = round(time.time() - started, 1)
+    path = report.write_json(result, args.out, "overhead")
+    print(report.overhead_markdown(result))
+    print(f"\n(JSON: {path}; process logs: {run_dir}; {result['wall_s']} s)")
+    return result
+
+
+def run_ledger(args: argparse.Namespace) -> dict[str, Any]:
+    from bench.ledger_load import run_ledger as run
+
+    started = time.time()
+    if args.windows:
+        windows = _ints(args.windows)
+    elif args.tiny:
+        windows = [1, 16]
+    elif args.quick:
+        windows = [1, 1000]
+    else:
+        windows = [1, 64, 1000]
+    duration = args.duration or (0.5 if args.tiny else 2.0 if args.quick else 4.0)
+    runs = args.runs or (1 if args.tiny or args.quick else 3)
+    stores = [s.strip() for s in args.stores.split(",") if s.strip() in ("postgres", "sqlite")]
+    result = envelope("ledger", args, started)
+    result.update(run(windows, duration, runs, stores))
+    result["wall_s"] = round(time.time() - started, 1)
+    path = report.write_json(result, args.out, "ledger")
+    print(report.ledger_markdown(result))
+    print(f"\n(JSON: {path}; {result['wall_s']} s)")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.scenario in STUBS:
+        print(f"bench {args.scenario}: not measured yet, needs {STUBS[args.scenario]}. "
+              f"({SCENARIOS[args.scenario]})", file=sys.stderr)
+        return 2
+    if args.scenario in ("overhead", "peer"):
+        run_overhead(args)
+    elif args.scenario == "ledger":
+        run_ledger(args)
+    elif args.scenario == "all":
+        run_overhead(args)
+        print()
+        run_ledger(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

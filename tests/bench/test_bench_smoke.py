@@ -1,0 +1,113 @@
+"""The benchmark harness itself, at toy sizes: it starts its stacks, measures, writes a
+JSON report with the fields the README and the issue's targets rely on, and leaves no
+process behind. No timing is asserted (this machine is shared and noisy); LiteLLM is
+never installed here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.loadgen import wrk_script
+from bench.overhead import ratios, summarize
+from bench.stats import percentile
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_bench(*args: str, out: Path) -> dict:
+    env = {**os.environ, "BENCH_INSTALL_WRK": "0"}  # use wrk if present, never apt-get from a test
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *args, "--tiny", "--out", str(out)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    reports = sorted(out.glob(f"{args[0]}-*.json"))
+    assert len(reports) == 1, list(out.iterdir())
+    return {"report": json.loads(reports[0].read_text()), "stdout": done.stdout}
+
+
+@pytest.mark.usefixtures("postgres_available")
+def test_overhead_report_has_every_stack_point_and_ratio(tmp_path: Path):
+    ran = run_bench("overhead", out=tmp_path)
+    report = ran["report"]
+    assert report["scenario"] == "overhead" and report["mode"] == "tiny"
+    assert {"date", "git", "machine", "placement", "load_generators", "stacks", "samples", "summary", "ratios",
+            "targets"} <= report.keys()
+    assert set(report["stacks"]) == {"direct", "bare", "gateway"}
+    assert report["stacks"]["gateway"]["startup_to_first_200_s"] > 0
+    assert set(report["summary"]) == {"plain@1", "stream@2", "ttft@1", "open@20"}
+    for point, row in report["summary"].items():
+        assert set(row) == {"direct", "bare", "gateway"}, point
+        for stack, metrics in row.items():
+            assert metrics["rps"] > 0 and metrics["errors"] == 0, (point, stack, metrics)
+            assert {"p50_ms", "p90_ms", "p99_ms", "cpu_ms_per_req", "rss_mb"} <= metrics.keys()
+            if stack != "direct":
+                assert "added_p50_ms" in metrics and "added_p99_ms" in metrics
+    assert "ttft_p50_ms" in report["summary"]["ttft@1"]["gateway"]
+    assert "postgres_cpu_ms_per_req" in report["summary"]["plain@1"]["gateway"]
+    assert report["ratios"]["added_p50_c1_ms"]["gateway"] is not None
+    assert report["ratios"]["errors_gateway_all_points"] == 0
+    assert {t["target"] for t in report["targets"]} >= {"req/s at c=32 >= 600", "zero errors through the gateway"}
+    assert "| stack |" in ran["stdout"] and "Targets (issue 8)" in ran["stdout"]
+    # Every process the run started is gone.
+    for info in report["stacks"].values():
+        assert not Path(f"/proc/{info['pid']}").exists() or _is_zombie(info["pid"])
+
+
+@pytest.mark.usefixtures("postgres_available")
+def test_ledger_report_covers_both_stores(tmp_path: Path):
+    report = run_bench("ledger", out=tmp_path)["report"]
+    assert report["scenario"] == "ledger"
+    assert set(report["summary"]) == {"postgres", "sqlite"}
+    for store, by_window in report["summary"].items():
+        assert set(by_window) == {"1", "16"}, store
+        for metrics in by_window.values():
+            assert metrics["events_per_s"] > 0 and metrics["failures"] == 0
+            assert metrics["commit_wait_p99_ms"] is not None
+    assert report["summary"]["postgres"]["1"]["postgres_cpu_us_per_event"] is not None
+    # Realistic requests: 6 events plain, 7 streamed.
+    sample = report["samples"][0]
+    assert 6 * sample["requests"] <= sample["events"] <= 7 * sample["requests"]
+
+
+def test_unmeasured_scenarios_say_what_they_wait_for():
+    for scenario, issue in (("analytics", "issue 6"), ("replay", "issue 7")):
+        done = subprocess.run([sys.executable, "-m", "bench", scenario], cwd=REPO, capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 2 and issue in done.stderr
+
+
+def test_wrk_script_quotes_bodies_and_headers():
+    script = wrk_script(b'{"a": "x\\"y]]"}', {"Authorization": "Bearer k"})
+    assert 'wrk.method = "POST"' in script
+    assert '"{\\034a\\034: \\034x\\092\\034y]]\\034}"' in script
+    assert 'wrk.headers["Authorization"] = "Bearer k"' in script
+
+
+def test_summary_medians_and_added_latency():
+    def sample(stack: str, run: int, p50: float, rps: float) -> dict:
+        return {"stack": stack, "point": "plain@1", "run": run, "rps": rps, "errors": 0, "requests": 10,
+                "cpu_ms_per_req": 1.0, "cpu_util": 0.5, "sim_cpu_util": 0.1, "rss_mb": 50.0,
+                "latency_ms": {"p50": p50, "p90": p50, "p99": p50}}
+
+    samples = [sample("direct", r, p, 1000) for r, p in enumerate((0.1, 0.2, 0.3))]
+    samples += [sample("gateway", r, p, 500) for r, p in enumerate((1.2, 1.0, 5.0))]
+    summary = summarize(samples, ["direct", "gateway"])
+    assert summary["plain@1"]["gateway"]["p50_ms"] == 1.2
+    assert summary["plain@1"]["gateway"]["added_p50_ms"] == 1.0
+    assert ratios(summary)["added_p50_c1_ms"]["gateway"] == 1.0
+    assert percentile([1, 2, 3, 4], 50) == 2.5
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return True
