@@ -13,6 +13,7 @@ import hashlib
 import math
 import time
 from collections.abc import AsyncIterator
+from contextlib import suppress
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -279,7 +280,8 @@ async def chat_completions(services: Services, principal: Principal, raw: bytes)
         if not call.trace.entries:
             call.received(raw, body)
         call.failed(error)
-        call.commit_later()
+        with suppress(GatewayError):  # the ledger being down must not mask the error
+            await call.commit()
         call.logged(error.status, error.code)
         return error_response(error, call.headers())
 

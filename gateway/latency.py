@@ -73,6 +73,8 @@ class LatencyTracker:
         )
 
     def expected_ms(self, model: str, output_tokens: int) -> float:
+        if model not in self._estimates:
+            return 0.0  # never measured: try it first, so that it gets measured
         estimate = self.estimate(model)
         return estimate.ttft_ms + 1000.0 * output_tokens / max(estimate.tokens_per_s, 1e-3)
 

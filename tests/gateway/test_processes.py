@@ -77,7 +77,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Process, dict[str, str]]]:
 
 
 def test_serve_simulate_prints_url_and_demo_key_and_answers_every_provider(served):
-    url, gateway, env = served
+    url, gateway, _ = served
     announcement = gateway.stdout_path.read_text()
     assert url in announcement and DEMO_KEY in announcement
     client = openai.OpenAI(base_url=url + "/v1", api_key=DEMO_KEY, max_retries=0)
