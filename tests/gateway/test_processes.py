@@ -238,3 +238,43 @@ def test_kill_9_loses_no_request_whose_client_got_a_complete_response(tmp_path, 
     ledger.close()
     assert len(completed) >= 30
     assert missing == []
+
+
+def test_traces_are_exported_over_otlp_when_an_endpoint_is_set(tmp_path):
+    """A stand-in OTLP/HTTP collector on loopback receives the gateway's spans."""
+    import http.server
+
+    received: list[tuple[str, bytes]] = []
+
+    class Collector(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["content-length"]))
+            received.append((self.path, body))
+            self.send_response(200)
+            self.send_header("content-type", "application/x-protobuf")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    collector = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=collector.serve_forever, daemon=True).start()
+    port = free_port()
+    env = {
+        **base_env(tmp_path / "data"),
+        "PORT": str(port),
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.server_address[1]}",
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+    }
+    gateway = Process(["serve", "--simulate"], env, tmp_path, "gateway")
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}", timeout=30)
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=DEMO_KEY, max_retries=0)
+        client.chat.completions.create(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        wait_for(lambda: any(path == "/v1/traces" for path, _ in received), timeout=10)
+    finally:
+        gateway.stop()
+        collector.shutdown()
+    exported = b"".join(body for path, body in received if path == "/v1/traces")
+    assert b"gen_ai.request.model" in exported and b"openai/gpt-4o-mini" in exported
+    assert DEMO_KEY.encode() not in exported
