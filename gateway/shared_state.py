@@ -41,6 +41,11 @@ class SharedState:
         self._healthy = True
         self._pending: set[asyncio.Task[None]] = set()
 
+    @property
+    def healthy(self) -> bool:
+        """False while Redis is unreachable (state is then in-process only)."""
+        return self._healthy
+
     async def start(self) -> None:
         if not self.redis_url:
             return
