@@ -19,7 +19,17 @@ from typing import Any, ClassVar
 import orjson
 from aiohttp import web
 
-from .serving import Conversation, Metered, StreamPlan, handle, json_response, positive_int, retry_after_header
+from .serving import (
+    Conversation,
+    Metered,
+    StreamPlan,
+    admit,
+    admit_get,
+    handle,
+    json_response,
+    positive_int,
+    retry_after_header,
+)
 from .text import MESSAGE_OVERHEAD, REPLY_PRIMING, Reply, content_text, content_tokens, count_tokens, json_tokens
 
 MODELS = (
@@ -241,27 +251,18 @@ async def messages(request: web.Request) -> web.StreamResponse:
 
 
 async def count_message_tokens(request: web.Request) -> web.Response:
-    try:
-        body = orjson.loads(await request.read())
-    except orjson.JSONDecodeError:
-        return WIRE.authenticate(request) or WIRE.error(400, "invalid_json")
-    denied = WIRE.authenticate(request)
-    if denied is not None:
-        return denied
-    if not isinstance(body, dict):
-        return WIRE.error(400, "the request body must be a JSON object")
-    conv = WIRE.parse(request, body, counting=True)
+    conv = await admit(WIRE, request, counting=True)
     if not isinstance(conv, Conversation):
         return conv
     return json_response({"input_tokens": conv.input_tokens})
 
 
 async def list_models(request: web.Request) -> web.Response:
-    return WIRE.authenticate(request) or web.Response(body=_MODEL_LIST, content_type="application/json")
+    return admit_get(WIRE, request) or web.Response(body=_MODEL_LIST, content_type="application/json")
 
 
 async def get_model(request: web.Request) -> web.Response:
-    denied = WIRE.authenticate(request)
+    denied = admit_get(WIRE, request)
     if denied is not None:
         return denied
     model = request.match_info["model"]

@@ -26,6 +26,8 @@ from .serving import (
     Conversation,
     Metered,
     StreamPlan,
+    admit,
+    admit_get,
     handle,
     json_response,
     positive_int,
@@ -273,36 +275,23 @@ async def model_action(request: web.Request) -> web.StreamResponse:
         return await handle(WIRE, request)
     if action == "countTokens":
         return await _count_tokens(request)
-    return WIRE.authenticate(request) or WIRE.error(404, f"Method {action!r} is not supported by the simulator.")
+    return admit_get(WIRE, request) or WIRE.error(404, f"Method {action!r} is not supported by the simulator.")
 
 
 async def _count_tokens(request: web.Request) -> web.Response:
-    try:
-        body = orjson.loads(await request.read())
-    except orjson.JSONDecodeError:
-        return WIRE.authenticate(request) or WIRE.error(400, "invalid_json")
-    denied = WIRE.authenticate(request)
-    if denied is not None:
-        return denied
-    if not isinstance(body, dict):
-        return WIRE.error(400, "the request body must be a JSON object")
-    conv = WIRE.parse(request, body, counting=True)
+    conv = await admit(WIRE, request, counting=True)
     if not isinstance(conv, Conversation):
         return conv
-    return json_response(
-        {
-            "totalTokens": conv.input_tokens,
-            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": conv.input_tokens}],
-        }
-    )
+    details = [{"modality": "TEXT", "tokenCount": conv.input_tokens}]
+    return json_response({"totalTokens": conv.input_tokens, "promptTokensDetails": details})
 
 
 async def list_models(request: web.Request) -> web.Response:
-    return WIRE.authenticate(request) or web.Response(body=_MODEL_LIST, content_type="application/json")
+    return admit_get(WIRE, request) or web.Response(body=_MODEL_LIST, content_type="application/json")
 
 
 async def get_model(request: web.Request) -> web.Response:
-    denied = WIRE.authenticate(request)
+    denied = admit_get(WIRE, request)
     if denied is not None:
         return denied
     model = request.match_info["model"].removeprefix("models/")

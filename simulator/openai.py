@@ -17,7 +17,16 @@ from typing import Any, ClassVar
 import orjson
 from aiohttp import web
 
-from .serving import Conversation, Metered, StreamPlan, handle, json_response, positive_int, retry_after_header
+from .serving import (
+    Conversation,
+    Metered,
+    StreamPlan,
+    admit_get,
+    handle,
+    json_response,
+    positive_int,
+    retry_after_header,
+)
 from .text import MESSAGE_OVERHEAD, REPLY_PRIMING, Reply, content_text, content_tokens, count_tokens, json_tokens
 
 MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "o3-mini", "gpt-3.5-turbo")
@@ -94,7 +103,7 @@ class OpenAIWire:
             headers["retry-after"] = retry_after_header(retry_after)
         return json_response(_error_body(status, message, param, code), status, headers)
 
-    def parse(self, request: web.Request, body: dict[str, Any]) -> Conversation | web.Response:
+    def parse(self, request: web.Request, body: dict[str, Any], counting: bool = False) -> Conversation | web.Response:
         model = body.get("model")
         if not isinstance(model, str) or not model:
             return self.error(
@@ -140,6 +149,10 @@ class OpenAIWire:
 
         stream = body.get("stream") is True
         options = body.get("stream_options")
+        if options is not None and not stream:
+            return self.error(
+                400, "The 'stream_options' parameter is only allowed when 'stream' is enabled.", param="stream_options"
+            )
         include_usage = stream and isinstance(options, dict) and options.get("include_usage") is True
         return Conversation(
             model=model,
@@ -243,10 +256,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 
 async def list_models(request: web.Request) -> web.Response:
-    return WIRE.authenticate(request) or web.Response(body=_MODEL_LIST, content_type="application/json")
+    return admit_get(WIRE, request) or web.Response(body=_MODEL_LIST, content_type="application/json")
 
 
 async def get_model(request: web.Request) -> web.Response:
     model = request.match_info["model"]
-    denied = WIRE.authenticate(request)
-    return denied or json_response({"id": model, "object": "model", "created": 1700000000, "owned_by": "system"})
+    return admit_get(WIRE, request) or json_response(
+        {"id": model, "object": "model", "created": 1700000000, "owned_by": "system"}
+    )

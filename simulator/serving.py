@@ -60,7 +60,8 @@ class Wire(Protocol):
 
     def authenticate(self, request: web.Request) -> web.Response | None: ...
 
-    def parse(self, request: web.Request, body: dict[str, Any]) -> Conversation | web.Response: ...
+    def parse(self, request: web.Request, body: dict[str, Any], counting: bool = False) -> Conversation | web.Response:
+        """`counting`: for a token-count endpoint, which needs no generation parameters."""
 
     def error(self, status: int, message: str | None = None, retry_after: float | None = None) -> web.Response: ...
 
@@ -85,7 +86,8 @@ def positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
-async def handle(wire: Wire, request: web.Request) -> web.StreamResponse:
+async def admit(wire: Wire, request: web.Request, counting: bool = False) -> Conversation | web.Response:
+    """Read, log, authenticate and parse a request: its Conversation, or the error to answer."""
     state = request.app[STATE]
     raw = await request.read()
     try:
@@ -99,9 +101,21 @@ async def handle(wire: Wire, request: web.Request) -> web.StreamResponse:
         return denied
     if not isinstance(body, dict):
         return wire.error(400, "the request body must be a JSON object")
-    conv = wire.parse(request, body)
+    return wire.parse(request, body, counting)
+
+
+def admit_get(wire: Wire, request: web.Request) -> web.Response | None:
+    """Log and authenticate a bodiless request (a model list): the error to answer, if any."""
+    request.app[STATE].record(wire.name, request, None)
+    return wire.authenticate(request)
+
+
+async def handle(wire: Wire, request: web.Request) -> web.StreamResponse:
+    """A generation request, from the first byte to the last."""
+    conv = await admit(wire, request)
     if not isinstance(conv, Conversation):
         return conv
+    state = request.app[STATE]
 
     fault = state.match_fault(wire.name, conv.model, conv.stream) if state.faults else None
     if fault is not None and not (conv.stream and fault.after_chunks):
@@ -134,9 +148,9 @@ async def _stream(
     await response.prepare(request)
     events = [*plan.head, *plan.tokens, *plan.tail]
     if fault is None and latency is None:
-        for event in events:
-            await response.write(event)
-        await response.write_eof()
+        # Nothing to pace or break: one write (and one chunked-encoding frame) instead of
+        # one per event. Clients still parse the same events; only TCP segmentation differs.
+        await response.write_eof(b"".join(events))
         return response
     first_token = len(plan.head)
     last_token = first_token + len(plan.tokens)

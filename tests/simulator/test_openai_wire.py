@@ -116,6 +116,9 @@ def test_bad_json_and_missing_fields_get_openai_400(sim):
     assert raised.value.body["param"] == "messages"
     with pytest.raises(openai.BadRequestError):
         sim.openai().chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=0)
+    with pytest.raises(openai.BadRequestError) as raised:  # as the real API: only streams take stream_options
+        sim.openai().chat.completions.create(model=MODEL, messages=MESSAGES, stream_options={"include_usage": True})
+    assert raised.value.body["param"] == "stream_options"
 
 
 def test_models_are_listed(sim):

@@ -86,3 +86,17 @@ def test_the_log_is_a_bounded_ring_buffer():
     logged = state.requests_json(None)
     assert len(logged) == REQUEST_LOG_SIZE
     assert logged[0]["body"] == {"n": 5} and logged[-1]["query"] == {"n": str(REQUEST_LOG_SIZE + 4)}
+
+
+def test_model_lists_and_token_counts_are_logged_as_well(sim):
+    sim.openai().models.list()
+    sim.anthropic().messages.count_tokens(model="claude-3-5-haiku-20241022", messages=MESSAGES)
+    sim.genai().models.count_tokens(model="gemini-1.5-flash", contents="Log me.")
+    logged = sim.requests()
+    assert [(entry["provider"], entry["method"]) for entry in logged] == [
+        ("openai", "GET"),
+        ("anthropic", "POST"),
+        ("google", "POST"),
+    ]
+    assert logged[1]["body"]["messages"] == MESSAGES
+    assert logged[2]["path"].endswith("gemini-1.5-flash:countTokens")
