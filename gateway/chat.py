@@ -89,6 +89,7 @@ class ChatCall:
     provider: str | None = None
     served_model: str | None = None
     usage: Usage | None = None
+    endpoint: str = "chat.completions"
 
     def __post_init__(self) -> None:
         self.trace = RequestTrace(self.request_uuid)
@@ -105,7 +106,7 @@ class ChatCall:
             Request.Received,
             tenant=self.principal.tenant,
             key_id=self.principal.key_id,
-            endpoint="chat.completions",
+            endpoint=self.endpoint,
             model=self.model_name,
             stream=self.stream,
             body_bytes=len(raw),
@@ -260,8 +261,12 @@ class ChatCall:
         return headers
 
 
-async def chat_completions(services: Services, principal: Principal, raw: bytes) -> Response:
-    call = ChatCall(services, principal)
+async def chat_completions(
+    services: Services, principal: Principal, raw: bytes, endpoint: str = "chat.completions"
+) -> Response:
+    """`endpoint` names the public API the request came through, for the ledger's
+    Received event (`messages` when gateway/anthropic_api.py translated it)."""
+    call = ChatCall(services, principal, endpoint=endpoint)
     body: dict[str, Any] | None = None
     try:
         body = parse_json_object(raw)
