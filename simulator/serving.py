@@ -10,6 +10,7 @@ providers behave alike.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -143,6 +144,21 @@ async def _stream(
     wire: Wire, request: web.Request, plan: StreamPlan, latency: Latency | None, fault: Fault | None
 ) -> web.StreamResponse:
     response = web.StreamResponse(headers=SSE_HEADERS)
+    # A client leaving mid-stream (a gateway cancelling, a benchmark ending) has no one
+    # to answer, and is no simulator error worth a traceback.
+    with contextlib.suppress(ConnectionError):
+        await _send_events(wire, request, response, plan, latency, fault)
+    return response
+
+
+async def _send_events(
+    wire: Wire,
+    request: web.Request,
+    response: web.StreamResponse,
+    plan: StreamPlan,
+    latency: Latency | None,
+    fault: Fault | None,
+) -> None:
     if latency is not None and latency.ttft_s:
         await asyncio.sleep(latency.ttft_s)
     await response.prepare(request)
@@ -151,36 +167,33 @@ async def _stream(
         # Nothing to pace or break: one write (and one chunked-encoding frame) instead of
         # one per event. Clients still parse the same events; only TCP segmentation differs.
         await response.write_eof(b"".join(events))
-        return response
+        return
     first_token = len(plan.head)
     last_token = first_token + len(plan.tokens)
     pause = latency.token_s if latency is not None else 0.0
     fault_at = fault.after_chunks if fault is not None else -1
     for index, event in enumerate(events):
         if index == fault_at and fault is not None:
-            return await _fault_mid_stream(wire, request, response, fault)
+            await _fault_mid_stream(wire, request, response, fault)
+            return
         if pause and first_token < index < last_token:
             await asyncio.sleep(pause)
         await response.write(event)
     await response.write_eof()
-    return response
 
 
-async def _fault_mid_stream(
-    wire: Wire, request: web.Request, response: web.StreamResponse, fault: Fault
-) -> web.StreamResponse:
+async def _fault_mid_stream(wire: Wire, request: web.Request, response: web.StreamResponse, fault: Fault) -> None:
     if fault.mode == "status":
         await response.write(wire.stream_error(fault.status or 500, fault.message))
     elif fault.mode == "malformed":
         await response.write(wire.malformed_event())
     elif fault.mode == "timeout":
         await _hang(request)
-        return response
+        return
     else:  # disconnect: what was written is flushed, then the socket closes mid-body
         _disconnect(request)
-        return response
+        return
     await response.write_eof()
-    return response
 
 
 async def _hang(request: web.Request) -> web.Response:

@@ -88,3 +88,13 @@ class socket_port:
 
     def __exit__(self, *exc: object) -> None:
         self.sock.close()
+
+
+def test_a_client_leaving_mid_stream_is_not_logged_as_a_server_error(sim, caplog):
+    sim.latency(provider="openai", tokens_per_s=50)
+    body = {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True}
+    with httpx.stream("POST", sim.url + "/v1/chat/completions", json=body, headers={"Authorization": "Bearer k"}) as r:
+        next(r.iter_bytes())
+    time.sleep(0.3)  # the simulator writes its next chunks into the closed connection
+    assert not [record for record in caplog.records if record.levelname == "ERROR"]
+    assert sim.openai().chat.completions.create(model="gpt-4o-mini", messages=MESSAGES).choices
