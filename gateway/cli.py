@@ -72,16 +72,24 @@ def cmd_credits_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_ledger_show(args: argparse.Namespace) -> int:
+def _request_events(request_id: str) -> list[dict] | int:
+    """A request's events, or the exit status to return when there are none."""
     try:
-        request_uuid = parse_request_id(args.request_id)
+        request_uuid = parse_request_id(request_id)
     except ValueError:
-        print(f"not a request id: {args.request_id}", file=sys.stderr)
+        print(f"not a request id: {request_id}", file=sys.stderr)
         return 2
     events = _ledger().event_dicts(request_uuid)
     if not events:
-        print(f"no events for {args.request_id}", file=sys.stderr)
+        print(f"no events for {request_id}", file=sys.stderr)
         return 1
+    return events
+
+
+def cmd_ledger_show(args: argparse.Namespace) -> int:
+    events = _request_events(args.request_id)
+    if isinstance(events, int):
+        return events
     for event in events:
         sys.stdout.write(orjson.dumps(event).decode() + "\n")
     return 0
@@ -90,15 +98,9 @@ def cmd_ledger_show(args: argparse.Namespace) -> int:
 def cmd_ledger_explain(args: argparse.Namespace) -> int:
     from ledger.explain import explain
 
-    try:
-        request_uuid = parse_request_id(args.request_id)
-    except ValueError:
-        print(f"not a request id: {args.request_id}", file=sys.stderr)
-        return 2
-    events = _ledger().event_dicts(request_uuid)
-    if not events:
-        print(f"no events for {args.request_id}", file=sys.stderr)
-        return 1
+    events = _request_events(args.request_id)
+    if isinstance(events, int):
+        return events
     print(explain(events))
     return 0
 
