@@ -13,11 +13,13 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from quart import Quart, Response, request
 from werkzeug.exceptions import HTTPException
 
+from gateway.anthropic_api import messages_api
 from gateway.auth import Principal
 from gateway.chat import chat_completions, envelope_response, error_response
 from gateway.config import Settings
 from gateway.errors import GatewayError
 from gateway.observability import configure_logging
+from gateway.openapi import openapi_api
 from gateway.services import Services
 
 log = structlog.get_logger("gateway.app")
@@ -70,6 +72,9 @@ def create_app(settings: Settings, span_exporter: SpanExporter | None = None) ->
             raise _too_large(settings.max_body_bytes)
         raw = await request.get_data(cache=False)
         return await chat_completions(services, caller, raw)
+
+    app.register_blueprint(messages_api)  # POST /v1/messages (Anthropic-compatible)
+    app.register_blueprint(openapi_api)  # GET /openapi.json
 
     @app.errorhandler(GatewayError)
     async def gateway_error(error: GatewayError) -> Response:
