@@ -97,6 +97,7 @@ class Request(Aggregate):
         source: str  # "provider" or "estimated"
         price_book: str
         cost: str  # USD, Decimal string with a 1e-9 quantum
+        images: int = 0  # images generated (images endpoint), billed per image
 
     class Completed(Aggregate.Event):
         status: int

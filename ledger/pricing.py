@@ -4,7 +4,8 @@ Prices are USD per million tokens (or per unit), as exact Decimals. A request's 
 
     (input - cached) x input_price + cached x cached_input_price + output x output_price
 
-divided by one million and rounded once, half-to-even, to the ledger's quantum of
+divided by one million, plus `images x image_price` (USD per generated image; 0 for
+models not billed per image), rounded once, half-to-even, to the ledger's quantum of
 1e-9 USD (a nano-dollar). Each token is counted once: cached tokens are the part of
 the input served from the provider's cache, billed at the cached price only.
 """
@@ -31,10 +32,13 @@ class ModelPrice:
     input: Decimal
     output: Decimal
     cached_input: Decimal
+    image: Decimal = ZERO  # USD per generated image
 
-    def cost(self, input_tokens: int, output_tokens: int, cached_tokens: int) -> Decimal:
+    def cost(self, input_tokens: int, output_tokens: int, cached_tokens: int, images: int = 0) -> Decimal:
         uncached = max(0, input_tokens - cached_tokens)
         raw = uncached * self.input + cached_tokens * self.cached_input + output_tokens * self.output
+        if images:
+            return quantize(raw / PER_MILLION + images * self.image)
         return quantize(raw / PER_MILLION)
 
 
@@ -43,22 +47,23 @@ class PriceBook:
     version: str
     prices: dict[str, ModelPrice]  # model id -> price
 
-    def cost(self, model: str, input_tokens: int, output_tokens: int, cached_tokens: int) -> Decimal:
+    def cost(self, model: str, input_tokens: int, output_tokens: int, cached_tokens: int, images: int = 0) -> Decimal:
         price = self.prices.get(model)
         if price is None:
             raise KeyError(f"price book {self.version} has no price for {model}")
-        return price.cost(input_tokens, output_tokens, cached_tokens)
+        return price.cost(input_tokens, output_tokens, cached_tokens, images)
 
     @classmethod
     def from_table(cls, table: dict[str, dict[str, Decimal | str]], version: str | None = None) -> PriceBook:
-        """A book from {model: {"input", "output", "cached_input"}}. Without a version
-        name, the version is derived from the content, so the same table always has
-        the same version."""
+        """A book from {model: {"input", "output", "cached_input", "image"?}}. Without a
+        version name, the version is derived from the content, so the same table always
+        has the same version."""
         prices = {
             model: ModelPrice(
                 input=Decimal(str(row["input"])),
                 output=Decimal(str(row["output"])),
                 cached_input=Decimal(str(row.get("cached_input", row["input"]))),
+                image=Decimal(str(row.get("image", 0))),
             )
             for model, row in table.items()
         }
@@ -67,7 +72,10 @@ class PriceBook:
 
 def _content_version(prices: dict[str, ModelPrice]) -> str:
     canonical = orjson.dumps(
-        {m: [str(p.input), str(p.output), str(p.cached_input)] for m, p in prices.items()},
+        # A per-image price is part of the content only when there is one, so books
+        # without image prices keep the versions they always had.
+        {m: [str(p.input), str(p.output), str(p.cached_input), *([str(p.image)] if p.image else [])]
+         for m, p in prices.items()},
         option=orjson.OPT_SORT_KEYS,
     )
     return "list-" + hashlib.sha256(canonical).hexdigest()[:12]

@@ -37,3 +37,19 @@ def test_a_price_book_version_follows_its_content():
     assert PriceBook.from_table(table).version == PriceBook.from_table(dict(table)).version
     changed = {"m": {"input": "1", "output": "2.01", "cached_input": "0.5"}}
     assert PriceBook.from_table(table).version != PriceBook.from_table(changed).version
+
+
+def test_images_are_priced_per_image_on_top_of_tokens():
+    price = ModelPrice(input=Decimal("5"), output=Decimal("40"), cached_input=Decimal("1.25"), image=Decimal("0.04"))
+    assert price.cost(10, 0, 0, images=3) == Decimal("0.120050000")  # 10 x 5 / 1e6 + 3 x 0.04
+    assert price.cost(10, 0, 0) == Decimal("0.000050000")
+    assert PRICE.image == 0 and PRICE.cost(1000, 200, 400, images=2) == Decimal("0.004920000")
+
+
+def test_a_book_without_image_prices_keeps_its_version_and_an_image_price_changes_it():
+    table = {"m": {"input": "1", "output": "2", "cached_input": "0.5"}}
+    book = PriceBook.from_table(table)
+    assert book.version == PriceBook.from_table({"m": {**table["m"], "image": "0"}}).version
+    with_image = PriceBook.from_table({"m": {**table["m"], "image": "0.04"}})
+    assert with_image.version != book.version
+    assert with_image.cost("m", 0, 0, 0, images=2) == Decimal("0.080000000")
