@@ -14,7 +14,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import Transcoder
 
 from ledger import ids
-from ledger.events import ENVELOPE_FIELDS, ApiKey, Tenant
+from ledger.events import ENVELOPE_FIELDS, ApiKey, PriceBook, ProviderCredential, Tenant
 from ledger.pricing import quantize
 from ledger.store import persistence_env
 from ledger.transcoder import OrjsonTranscoder
@@ -97,6 +97,110 @@ class Ledger(Application[UUID]):
             key.revoke(reason=reason)
             self.save(key)
 
+    def get_key(self, key_id: str) -> ApiKey | None:
+        """A key by its id (the hex of its aggregate id)."""
+        try:
+            key = self.repository.get(UUID(key_id))
+        except (AggregateNotFoundError, ValueError):
+            return None
+        return key if isinstance(key, ApiKey) else None
+
+    def set_key_limits(self, key_id: str, rpm: int | None, tpm: int | None,
+                       allowed_models: list[str] | None) -> ApiKey:
+        key = self.get_key(key_id)
+        if key is None:
+            raise ValueError(f"no key {key_id}")
+        _check_limit("rpm", rpm)
+        _check_limit("tpm", tpm)
+        key.set_limits(rpm=rpm, tpm=tpm, allowed_models=list(allowed_models) if allowed_models is not None else None)
+        self.save(key)
+        return key
+
+    # Tenant status, limits and balance corrections
+
+    def _tenant(self, name: str) -> Tenant:
+        tenant = self.find_tenant(name)
+        if tenant is None:
+            raise ValueError(f"no tenant {name!r}")
+        return tenant
+
+    def suspend_tenant(self, name: str, reason: str = "") -> Tenant:
+        tenant = self._tenant(name)
+        if not tenant.suspended:
+            tenant.suspend(reason=reason)
+            self.save(tenant)
+        return tenant
+
+    def reactivate_tenant(self, name: str, reason: str = "") -> Tenant:
+        tenant = self._tenant(name)
+        if tenant.suspended:
+            tenant.reactivate(reason=reason)
+            self.save(tenant)
+        return tenant
+
+    def set_tenant_limits(self, name: str, rpm: int | None, tpm: int | None,
+                          monthly_cap: Decimal | None) -> Tenant:
+        tenant = self._tenant(name)
+        _check_limit("rpm", rpm)
+        _check_limit("tpm", tpm)
+        if monthly_cap is not None and (not monthly_cap.is_finite() or monthly_cap < 0):
+            raise ValueError("monthly_cap is a non-negative amount")
+        cap = str(quantize(monthly_cap)) if monthly_cap is not None else None
+        tenant.set_limits(rpm=rpm, tpm=tpm, monthly_cap=cap)
+        self.save(tenant)
+        return tenant
+
+    def adjust_balance(self, name: str, amount: Decimal, reason: str, corrects: str = "") -> None:
+        tenant = self._tenant(name)
+        if not amount.is_finite() or amount == 0:
+            raise ValueError("an adjustment is a non-zero amount")
+        tenant.adjust_balance(amount=str(quantize(amount)), reason=reason, corrects=corrects)
+        self.save(tenant)
+
+    # Price books
+
+    def price_book(self) -> PriceBook | None:
+        try:
+            return self.repository.get(PriceBook.create_id())
+        except AggregateNotFoundError:
+            return None
+
+    def publish_price_book(self, prices: dict[str, dict[str, str]], effective_at: str,
+                           version: str | None = None, note: str = "") -> str:
+        """Publish a validated price table (see ledger/price_books.py); its version."""
+        book = self.price_book() or PriceBook()
+        version = version or f"v{len(book.versions) + 1}"
+        if version in book.versions:
+            raise ValueError(f"price book version {version!r} is already published")
+        book.publish(version=version, effective_at=effective_at, prices=prices, note=note)
+        self.save(book)
+        return version
+
+    # Tenants' own provider keys (ciphertext only; see ledger/credentials.py)
+
+    def find_provider_credential(self, tenant: str, provider: str) -> ProviderCredential | None:
+        try:
+            return self.repository.get(ProviderCredential.create_id(tenant, provider))
+        except AggregateNotFoundError:
+            return None
+
+    def set_provider_key(self, tenant: str, provider: str, ciphertext: str) -> None:
+        self._tenant(tenant)
+        credential = self.find_provider_credential(tenant, provider)
+        if credential is None:
+            credential = ProviderCredential(tenant=tenant, provider=provider, ciphertext=ciphertext)
+        else:
+            credential.replace(ciphertext=ciphertext)
+        self.save(credential)
+
+    def remove_provider_key(self, tenant: str, provider: str, reason: str = "") -> bool:
+        credential = self.find_provider_credential(tenant, provider)
+        if credential is None or credential.ciphertext is None:
+            return False
+        credential.remove(reason=reason)
+        self.save(credential)
+        return True
+
     # Reading the record
 
     def event_dicts(self, aggregate_id: UUID) -> list[dict[str, Any]]:
@@ -105,6 +209,11 @@ class Ledger(Application[UUID]):
 
     def _exists(self, aggregate_id: UUID) -> bool:
         return bool(self.recorder.select_events(aggregate_id, limit=1))
+
+
+def _check_limit(name: str, value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{name} is a positive whole number, or null for no limit")
 
 
 def _as_dict(event: Any) -> dict[str, Any]:

@@ -8,7 +8,7 @@ secrets, ever appear in an event: requests carry hashes and sizes only.
 from __future__ import annotations
 
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
@@ -123,6 +123,26 @@ class Tenant(Aggregate):
         amount: str  # USD, Decimal string
         reference: str
 
+    class Suspended(Aggregate.Event):
+        reason: str
+
+    class Reactivated(Aggregate.Event):
+        reason: str
+
+    class LimitsSet(Aggregate.Event):
+        """The tenant's limits as a whole (None: no limit)."""
+
+        rpm: int | None  # requests per minute, all keys together
+        tpm: int | None  # tokens per minute, all keys together
+        monthly_cap: str | None  # USD per calendar month (UTC), Decimal string
+
+    class BalanceAdjusted(Aggregate.Event):
+        """A correction to the balance (positive or negative), naming what it corrects."""
+
+        amount: str  # USD, Decimal string, signed
+        reason: str
+        corrects: str  # what is corrected, e.g. a request id or an invoice; may be ""
+
     @staticmethod
     def create_id(name: str) -> UUID:
         return ids.tenant_id(name)
@@ -130,10 +150,30 @@ class Tenant(Aggregate):
     def __init__(self, name: str) -> None:
         self.name = name
         self.credits_added: list[str] = []
+        self.suspended = False
+        self.rpm: int | None = None
+        self.tpm: int | None = None
+        self.monthly_cap: str | None = None
 
     @event(CreditsAdded)
     def add_credits(self, amount: str, reference: str) -> None:
         self.credits_added.append(amount)
+
+    @event(Suspended)
+    def suspend(self, reason: str) -> None:
+        self.suspended = True
+
+    @event(Reactivated)
+    def reactivate(self, reason: str) -> None:
+        self.suspended = False
+
+    @event(LimitsSet)
+    def set_limits(self, rpm: int | None, tpm: int | None, monthly_cap: str | None) -> None:
+        self.rpm, self.tpm, self.monthly_cap = rpm, tpm, monthly_cap
+
+    @event(BalanceAdjusted)
+    def adjust_balance(self, amount: str, reason: str, corrects: str) -> None:
+        pass
 
 
 class ApiKey(Aggregate):
@@ -150,6 +190,13 @@ class ApiKey(Aggregate):
     class Revoked(Aggregate.Event):
         reason: str
 
+    class LimitsSet(Aggregate.Event):
+        """The key's own limits as a whole (None: no limit of its own)."""
+
+        rpm: int | None
+        tpm: int | None
+        allowed_models: list[str] | None  # model ids; None: every model
+
     @staticmethod
     def create_id(key_hash: str, **_: object) -> UUID:
         return ids.api_key_id(key_hash)
@@ -160,7 +207,77 @@ class ApiKey(Aggregate):
         self.prefix = prefix
         self.label = label
         self.revoked = False
+        self.rpm: int | None = None
+        self.tpm: int | None = None
+        self.allowed_models: list[str] | None = None
 
     @event(Revoked)
     def revoke(self, reason: str) -> None:
         self.revoked = True
+
+    @event(LimitsSet)
+    def set_limits(self, rpm: int | None, tpm: int | None, allowed_models: list[str] | None) -> None:
+        self.rpm, self.tpm, self.allowed_models = rpm, tpm, allowed_models
+
+
+class PriceBook(Aggregate):
+    """The price book: one aggregate whose events are its published versions.
+
+    A version names its prices per model (USD per million tokens for `input`,
+    `output`, `cached_input` and `embedding`; USD per image for `image`; all Decimal
+    strings) and the time from which it is in force. Requests are priced by the
+    version in force when they were received; `UsageMetered.price_book` names it.
+    """
+
+    class Created(Aggregate.Created):
+        pass
+
+    class Published(Aggregate.Event):
+        version: str
+        effective_at: str  # ISO 8601, UTC
+        prices: dict[str, dict[str, str]]  # model id -> unit -> Decimal string
+        note: str
+
+    @staticmethod
+    def create_id() -> UUID:
+        return uuid5(ids.NAMESPACE, "price-book")
+
+    def __init__(self) -> None:
+        self.versions: list[str] = []
+
+    @event(Published)
+    def publish(self, version: str, effective_at: str, prices: dict[str, dict[str, str]], note: str) -> None:
+        self.versions.append(version)
+
+
+class ProviderCredential(Aggregate):
+    """A tenant's own key for one provider (bring your own key), stored only as
+    AES-GCM ciphertext under TWOAPI_MASTER_KEY (see ledger/credentials.py)."""
+
+    class Stored(Aggregate.Created):
+        tenant: str
+        provider: str
+        ciphertext: str  # base64(nonce || AES-GCM ciphertext+tag)
+
+    class Replaced(Aggregate.Event):
+        ciphertext: str
+
+    class Removed(Aggregate.Event):
+        reason: str
+
+    @staticmethod
+    def create_id(tenant: str, provider: str, **_: object) -> UUID:
+        return uuid5(ids.NAMESPACE, f"provider-credential:{tenant}:{provider}")
+
+    def __init__(self, tenant: str, provider: str, ciphertext: str) -> None:
+        self.tenant = tenant
+        self.provider = provider
+        self.ciphertext: str | None = ciphertext
+
+    @event(Replaced)
+    def replace(self, ciphertext: str) -> None:
+        self.ciphertext = ciphertext
+
+    @event(Removed)
+    def remove(self, reason: str) -> None:
+        self.ciphertext = None

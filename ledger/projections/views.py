@@ -1,0 +1,541 @@
+"""The tenancy projection's SQL tables: written in batches, each batch atomically with
+its tracking record, and read by the gateway, the Admin API and the CLI.
+
+The views are the eventsourcing library's tracking recorders (SQLite and
+PostgreSQL) extended with our tables (created by `migrations/`). A batch is
+applied in one transaction that first checks the tracking position is still the
+one the batch follows, then writes the rows, then records the position of the
+batch's last event: so each event is applied exactly once, even with a crash
+between any two statements or a second projection process racing this one.
+
+Everything that differs between the two stores is here, in `Dialect`: placeholders,
+schema-qualified names, and how money and times are stored (PostgreSQL NUMERIC and
+TIMESTAMPTZ; SQLite Decimal strings and ISO 8601 text). Money arithmetic is done
+in Python with Decimal on both.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
+from eventsourcing.postgres import PostgresTrackingRecorder
+from eventsourcing.sqlite import SQLiteCursor, SQLiteTrackingRecorder
+
+from ledger.projections.migrate import migrate
+
+APPLICATION_NAME = "Ledger"  # the application whose notification log is followed
+ZERO = Decimal(0)
+
+
+# -- a batch of changes, built by the projection from consecutive events --------
+
+
+@dataclass(slots=True)
+class AccountDelta:
+    tenant: str | None
+    amount: Decimal = ZERO
+    entries: int = 0
+    last_event_at: datetime | None = None
+    position: int = 0
+
+
+@dataclass(slots=True)
+class UsageDelta:
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    estimated: int = 0
+    cost: Decimal = ZERO
+
+
+@dataclass(slots=True)
+class Batch:
+    after: int | None  # the tracking position this batch follows
+    ops: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)  # in event order
+    requests: list[tuple[str, str, str, datetime]] = field(default_factory=list)
+    entries: list[tuple[str, int, str, str | None, Decimal, str, str, datetime]] = field(default_factory=list)
+    accounts: dict[str, AccountDelta] = field(default_factory=dict)
+    usage: dict[tuple[str, date, str, str], UsageDelta] = field(default_factory=dict)
+    spend: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+    last_used: dict[str, datetime] = field(default_factory=dict)
+    events: int = 0
+    last: Tracking | None = None
+
+
+# -- the views --------------------------------------------------------------------
+
+
+class TenancyView(TrackingRecorder):
+    """Our tables on top of a library tracking recorder (see the two subclasses)."""
+
+    dialect = ""
+    datastore: Any
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._statements: dict[str, str] = {}
+
+    # dialect hooks
+    @property
+    def schema(self) -> str | None:
+        return None
+
+    def tracking_table(self) -> str:
+        raise NotImplementedError
+
+    def money_in(self, amount: Decimal) -> Any:
+        return str(amount)
+
+    def time_in(self, at: datetime) -> Any:
+        return _iso(at)
+
+    def day_in(self, day: date) -> Any:
+        return day.isoformat()
+
+    def sql(self, text: str) -> str:
+        """Our SQL with `@table` names qualified and `?` placeholders as the driver wants."""
+        statement = self._statements.get(text)
+        if statement is None:
+            prefix = f'"{self.schema}".' if self.schema else ""
+            statement = text.replace("@", prefix)
+            if self.dialect == "postgres":
+                statement = statement.replace("?", "%s")
+            self._statements[text] = statement
+        return statement
+
+    def create_table(self) -> None:
+        with self.schema_lock():
+            super().create_table()  # the library's tracking table
+            migrate(self.writing, self.dialect, self.schema)
+
+    def schema_lock(self) -> AbstractContextManager[None]:
+        """Serialises creating and migrating the tables between processes."""
+        raise NotImplementedError
+
+    @contextmanager
+    def reading(self) -> Iterator[Any]:
+        with self.datastore.transaction(commit=False) as cursor:
+            yield cursor
+
+    @contextmanager
+    def writing(self) -> Iterator[Any]:
+        with self.datastore.transaction(commit=True) as cursor:
+            yield cursor
+
+    # -- writing a batch ----------------------------------------------------------
+
+    def apply(self, batch: Batch) -> None:
+        assert batch.last is not None
+        with self.writing() as c:
+            current = self._tracked_for_update(c)
+            if current != batch.after:
+                raise IntegrityError(
+                    f"tracking moved to {current} while a batch after {batch.after} was being applied"
+                )
+            self._write(c, batch)
+            self._insert_tracking(c, batch.last)
+
+    def _tracked_for_update(self, c: Any) -> int | None:
+        lock = " FOR UPDATE" if self.dialect == "postgres" else ""
+        c.execute(
+            self.sql(f"SELECT notification_id FROM {self.tracking_table()} WHERE application_name = ?{lock}"),
+            (APPLICATION_NAME,),
+        )
+        row = c.fetchone()
+        return None if row is None else row["notification_id"]
+
+    def _write(self, c: Any, batch: Batch) -> None:
+        for op, args in batch.ops:
+            getattr(self, "_op_" + op)(c, *args)
+        if batch.requests:
+            c.executemany(
+                self.sql("INSERT INTO @request_tenants (request_id, tenant, key_id, received_at) VALUES (?, ?, ?, ?) "
+                         "ON CONFLICT (request_id) DO NOTHING"),
+                [(r, t, k, self.time_in(at)) for r, t, k, at in batch.requests],
+            )
+        if batch.entries:
+            c.executemany(
+                self.sql("INSERT INTO @entries (event_id, position, account, tenant, amount, kind, reference, at) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
+                [(e, p, a, t, self.money_in(m), k, r, self.time_in(at)) for e, p, a, t, m, k, r, at in batch.entries],
+            )
+        for account, delta in batch.accounts.items():
+            self._accumulate(
+                c, "accounts", {"account": account},
+                money={"balance": delta.amount}, counts={"entries": delta.entries},
+                latest={"last_event_at": delta.last_event_at},
+                fixed={"tenant": delta.tenant, "position": delta.position},
+            )
+        for (tenant, day, key_id, model), usage in batch.usage.items():
+            self._accumulate(
+                c, "usage_daily", {"tenant": tenant, "day": self.day_in(day), "key_id": key_id, "model": model},
+                money={"cost": usage.cost},
+                counts={"requests": usage.requests, "input_tokens": usage.input_tokens,
+                        "output_tokens": usage.output_tokens, "cached_tokens": usage.cached_tokens,
+                        "estimated": usage.estimated},
+            )
+        for (tenant, month), cost in batch.spend.items():
+            self._accumulate(c, "spend_monthly", {"tenant": tenant, "month": month}, money={"cost": cost})
+        for key_id, at in batch.last_used.items():
+            value = self.time_in(at)
+            c.execute(
+                self.sql("UPDATE @api_keys SET last_used_at = ? WHERE key_id = ? "
+                         "AND (last_used_at IS NULL OR last_used_at < ?)"),
+                (value, key_id, value),
+            )
+
+    def _accumulate(self, c: Any, table: str, keys: dict[str, Any], money: dict[str, Decimal] | None = None,
+                    counts: dict[str, int] | None = None, latest: dict[str, datetime | None] | None = None,
+                    fixed: dict[str, Any] | None = None) -> None:
+        """Add to a row's money and counters (creating it if need be), in Python
+        Decimal arithmetic; `latest` columns keep the later time, `fixed` are set."""
+        money, counts, latest, fixed = money or {}, counts or {}, latest or {}, fixed or {}
+        where = " AND ".join(f"{k} = ?" for k in keys)
+        selected = [*money, *latest] or ["1"]
+        c.execute(self.sql(f"SELECT {', '.join(selected)} FROM @{table} WHERE {where}"), tuple(keys.values()))
+        row = c.fetchone()
+        values: dict[str, Any] = {}
+        for column, delta in money.items():
+            values[column] = self.money_in((Decimal(str(row[column])) if row else ZERO) + delta)
+        for column, at in latest.items():
+            old = _as_datetime(row[column]) if row and row[column] is not None else None
+            newest = max((t for t in (old, at) if t is not None), default=None)
+            values[column] = self.time_in(newest) if newest is not None else None
+        values.update(fixed)
+        if row is None:
+            values.update(counts)
+            columns = [*keys, *values]
+            c.execute(
+                self.sql(f"INSERT INTO @{table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"),
+                (*keys.values(), *values.values()),
+            )
+            return
+        assignments = [f"{k} = ?" for k in values] + [f"{k} = {k} + ?" for k in counts]
+        c.execute(
+            self.sql(f"UPDATE @{table} SET {', '.join(assignments)} WHERE {where}"),
+            (*values.values(), *counts.values(), *keys.values()),
+        )
+
+    # ordered operations (one per admin event)
+
+    def _op_tenant_created(self, c: Any, name: str, tenant_id: str, at: datetime) -> None:
+        c.execute(
+            self.sql("INSERT INTO @tenants (name, tenant_id, created_at, updated_at) VALUES (?, ?, ?, ?) "
+                     "ON CONFLICT (name) DO NOTHING"),
+            (name, tenant_id, self.time_in(at), self.time_in(at)),
+        )
+
+    def _op_tenant_status(self, c: Any, tenant_id: str, status: str, reason: str, at: datetime) -> None:
+        c.execute(
+            self.sql("UPDATE @tenants SET status = ?, status_reason = ?, updated_at = ? WHERE tenant_id = ?"),
+            (status, reason, self.time_in(at), tenant_id),
+        )
+
+    def _op_tenant_limits(self, c: Any, tenant_id: str, rpm: int | None, tpm: int | None, cap: str | None,
+                          at: datetime) -> None:
+        c.execute(
+            self.sql("UPDATE @tenants SET rpm = ?, tpm = ?, monthly_cap = ?, updated_at = ? WHERE tenant_id = ?"),
+            (rpm, tpm, None if cap is None else self.money_in(Decimal(cap)), self.time_in(at), tenant_id),
+        )
+
+    def _op_key_issued(self, c: Any, key_id: str, key_hash: str, tenant: str, prefix: str, label: str,
+                       at: datetime) -> None:
+        c.execute(
+            self.sql("INSERT INTO @api_keys (key_id, key_hash, tenant, prefix, label, created_at) "
+                     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key_id) DO NOTHING"),
+            (key_id, key_hash, tenant, prefix, label, self.time_in(at)),
+        )
+
+    def _op_key_revoked(self, c: Any, key_id: str, at: datetime) -> None:
+        c.execute(self.sql("UPDATE @api_keys SET status = 'revoked', revoked_at = ? WHERE key_id = ?"),
+                  (self.time_in(at), key_id))
+
+    def _op_key_limits(self, c: Any, key_id: str, rpm: int | None, tpm: int | None,
+                       allowed_models: list[str] | None) -> None:
+        models = None if allowed_models is None else json.dumps(allowed_models)
+        c.execute(self.sql("UPDATE @api_keys SET rpm = ?, tpm = ?, allowed_models = ? WHERE key_id = ?"),
+                  (rpm, tpm, models, key_id))
+
+    def _op_credential_set(self, c: Any, credential_id: str, tenant: str, provider: str, ciphertext: str,
+                           at: datetime) -> None:
+        c.execute(
+            self.sql("INSERT INTO @provider_credentials (credential_id, tenant, provider, ciphertext, updated_at) "
+                     "VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant, provider) DO UPDATE SET "
+                     "ciphertext = excluded.ciphertext, updated_at = excluded.updated_at"),
+            (credential_id, tenant, provider, ciphertext, self.time_in(at)),
+        )
+
+    def _op_credential_replaced(self, c: Any, credential_id: str, ciphertext: str, at: datetime) -> None:
+        c.execute(self.sql("UPDATE @provider_credentials SET ciphertext = ?, updated_at = ? WHERE credential_id = ?"),
+                  (ciphertext, self.time_in(at), credential_id))
+
+    def _op_credential_removed(self, c: Any, credential_id: str) -> None:
+        # The row stays (empty) so a key set again later still knows its owner.
+        c.execute(self.sql("UPDATE @provider_credentials SET ciphertext = '' WHERE credential_id = ?"),
+                  (credential_id,))
+
+    # -- lookups the projection needs -----------------------------------------------
+
+    def tenant_name(self, tenant_id: str) -> str | None:
+        with self.reading() as c:
+            c.execute(self.sql("SELECT name FROM @tenants WHERE tenant_id = ?"), (tenant_id,))
+            row = c.fetchone()
+        return None if row is None else row["name"]
+
+    def request_owner(self, request_id: str) -> tuple[str, str] | None:
+        with self.reading() as c:
+            c.execute(self.sql("SELECT tenant, key_id FROM @request_tenants WHERE request_id = ?"), (request_id,))
+            row = c.fetchone()
+        return None if row is None else (row["tenant"], row["key_id"])
+
+    def credential_owner(self, credential_id: str) -> tuple[str, str] | None:
+        with self.reading() as c:
+            c.execute(self.sql("SELECT tenant, provider FROM @provider_credentials WHERE credential_id = ?"),
+                      (credential_id,))
+            row = c.fetchone()
+        return None if row is None else (row["tenant"], row["provider"])
+
+    # -- reads ------------------------------------------------------------------------
+
+    def position(self) -> int | None:
+        return self.max_tracking_id(APPLICATION_NAME)
+
+    def tenant_state(self, name: str, month: str) -> dict[str, Any] | None:
+        """What the admission check needs about a tenant, in one read transaction."""
+        with self.reading() as c:
+            c.execute(
+                self.sql("SELECT t.status, t.rpm, t.tpm, t.monthly_cap, a.balance, a.last_event_at "
+                         "FROM @tenants t LEFT JOIN @accounts a ON a.account = ? WHERE t.name = ?"),
+                ("tenant:" + name, name),
+            )
+            row = c.fetchone()
+            if row is None:
+                return None
+            c.execute(self.sql("SELECT cost FROM @spend_monthly WHERE tenant = ? AND month = ?"), (name, month))
+            spend = c.fetchone()
+            c.execute(self.sql("SELECT provider, ciphertext FROM @provider_credentials "
+                               "WHERE tenant = ? AND ciphertext <> ''"), (name,))
+            credentials = {r["provider"]: r["ciphertext"] for r in c.fetchall()}
+        return {
+            "status": row["status"],
+            "rpm": row["rpm"],
+            "tpm": row["tpm"],
+            "monthly_cap": _money(row["monthly_cap"]),
+            "balance": _money(row["balance"]) or ZERO,
+            "last_event_at": _as_datetime(row["last_event_at"]) if row["last_event_at"] is not None else None,
+            "month_spend": _money(spend["cost"]) if spend else ZERO,
+            "credentials": credentials,
+        }
+
+    def tenants(self) -> list[dict[str, Any]]:
+        with self.reading() as c:
+            c.execute(self.sql(
+                "SELECT t.name, t.status, t.status_reason, t.rpm, t.tpm, t.monthly_cap, t.created_at, t.updated_at, "
+                "a.balance FROM @tenants t LEFT JOIN @accounts a ON a.account = 'tenant:' || t.name ORDER BY t.name"
+            ))
+            return [_tenant_row(r) for r in c.fetchall()]
+
+    def tenant(self, name: str, month: str) -> dict[str, Any] | None:
+        with self.reading() as c:
+            c.execute(self.sql(
+                "SELECT t.name, t.status, t.status_reason, t.rpm, t.tpm, t.monthly_cap, t.created_at, t.updated_at, "
+                "a.balance FROM @tenants t LEFT JOIN @accounts a ON a.account = 'tenant:' || t.name "
+                "WHERE t.name = ?"
+            ), (name,))
+            row = c.fetchone()
+            if row is None:
+                return None
+            c.execute(self.sql("SELECT cost FROM @spend_monthly WHERE tenant = ? AND month = ?"), (name, month))
+            spend = c.fetchone()
+            c.execute(self.sql("SELECT status, COUNT(*) AS n FROM @api_keys WHERE tenant = ? GROUP BY status"),
+                      (name,))
+            keys = {r["status"]: r["n"] for r in c.fetchall()}
+            c.execute(self.sql("SELECT provider FROM @provider_credentials WHERE tenant = ? AND ciphertext <> '' "
+                               "ORDER BY provider"),
+                      (name,))
+            providers = [r["provider"] for r in c.fetchall()]
+        detail = _tenant_row(row)
+        detail.update(month=month, month_spend=str(_money(spend["cost"]) if spend else ZERO),
+                      keys={"active": keys.get("active", 0), "revoked": keys.get("revoked", 0)},
+                      provider_keys=providers)
+        return detail
+
+    def keys(self, tenant: str) -> list[dict[str, Any]]:
+        with self.reading() as c:
+            c.execute(self.sql(
+                "SELECT key_id, tenant, prefix, label, status, rpm, tpm, allowed_models, created_at, revoked_at, "
+                "last_used_at FROM @api_keys WHERE tenant = ? ORDER BY created_at, key_id"
+            ), (tenant,))
+            return [_key_row(r) for r in c.fetchall()]
+
+    def key(self, key_id: str) -> dict[str, Any] | None:
+        with self.reading() as c:
+            c.execute(self.sql(
+                "SELECT key_id, tenant, prefix, label, status, rpm, tpm, allowed_models, created_at, revoked_at, "
+                "last_used_at FROM @api_keys WHERE key_id = ?"
+            ), (key_id,))
+            row = c.fetchone()
+        return None if row is None else _key_row(row)
+
+    def entries(self, tenant: str | None = None, kind: str | None = None, account: str | None = None,
+                limit: int | None = None) -> list[dict[str, Any]]:
+        conditions, params = [], []
+        for column, value in (("tenant", tenant), ("kind", kind), ("account", account)):
+            if value is not None:
+                conditions.append(f"{column} = ?")
+                params.append(value)
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        tail = ""
+        if limit is not None:
+            tail = " LIMIT ?"
+            params.append(int(limit))
+        with self.reading() as c:
+            c.execute(self.sql(
+                f"SELECT event_id, position, account, tenant, amount, kind, reference, at FROM @entries{where} "
+                f"ORDER BY entry_id{tail}"
+            ), tuple(params))
+            return [
+                {"event_id": r["event_id"], "position": r["position"], "account": r["account"], "tenant": r["tenant"],
+                 "amount": _money(r["amount"]), "kind": r["kind"], "reference": r["reference"],
+                 "at": _as_datetime(r["at"])}
+                for r in c.fetchall()
+            ]
+
+    def balances(self) -> dict[str, Decimal]:
+        """Every account's projected balance."""
+        with self.reading() as c:
+            c.execute(self.sql("SELECT account, balance FROM @accounts"))
+            return {r["account"]: _money(r["balance"]) or ZERO for r in c.fetchall()}
+
+    def usage_rows(self, tenant: str, start: date, end: date) -> list[dict[str, Any]]:
+        """The tenant's daily usage rows with start <= day < end."""
+        with self.reading() as c:
+            c.execute(self.sql(
+                "SELECT day, key_id, model, requests, input_tokens, output_tokens, cached_tokens, estimated, cost "
+                "FROM @usage_daily WHERE tenant = ? AND day >= ? AND day < ? ORDER BY day, key_id, model"
+            ), (tenant, self.day_in(start), self.day_in(end)))
+            return [
+                {"day": r["day"] if isinstance(r["day"], date) else date.fromisoformat(r["day"]),
+                 "key_id": r["key_id"], "model": r["model"], "requests": r["requests"],
+                 "input_tokens": r["input_tokens"], "output_tokens": r["output_tokens"],
+                 "cached_tokens": r["cached_tokens"], "estimated": r["estimated"], "cost": _money(r["cost"])}
+                for r in c.fetchall()
+            ]
+
+
+class SQLiteTenancyView(TenancyView, SQLiteTrackingRecorder):
+    dialect = "sqlite"
+
+    def tracking_table(self) -> str:
+        return "tracking"
+
+    @contextmanager
+    def writing(self) -> Iterator[Any]:
+        # BEGIN IMMEDIATE: take the write lock first (waiting up to the busy timeout),
+        # rather than fail when a read transaction cannot be upgraded.
+        with self.datastore.get_connection(commit=True) as conn:
+            raw = conn._sqlite_conn
+            cursor = raw.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                yield SQLiteCursor(cursor)
+            except BaseException:
+                raw.rollback()
+                raise
+            raw.commit()
+
+    @contextmanager
+    def schema_lock(self) -> Iterator[None]:
+        db_name = self.datastore.pool.db_name
+        if self.datastore.pool.is_sqlite_memory_mode:
+            yield
+            return
+        fd = os.open(db_name + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+
+class PostgresTenancyView(TenancyView, PostgresTrackingRecorder):
+    dialect = "postgres"
+
+    @property
+    def schema(self) -> str | None:
+        return self.datastore.schema
+
+    def tracking_table(self) -> str:
+        return f'"{self.datastore.schema}"."{self.tracking_table_name}"'
+
+    def money_in(self, amount: Decimal) -> Any:
+        return amount
+
+    def time_in(self, at: datetime) -> Any:
+        return at
+
+    def day_in(self, day: date) -> Any:
+        return day
+
+    @contextmanager
+    def schema_lock(self) -> Iterator[None]:
+        key = int.from_bytes(hashlib.sha256(f"twoapi-schema:{self.schema}".encode()).digest()[:8], "big", signed=True)
+        with self.datastore.get_connection() as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+            try:
+                yield
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+
+# -- row helpers -------------------------------------------------------------------
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _as_datetime(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromisoformat(value)
+
+
+def _money(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def _time_text(value: Any) -> str | None:
+    return None if value is None else _iso(_as_datetime(value))
+
+
+def _tenant_row(r: Any) -> dict[str, Any]:
+    return {
+        "name": r["name"], "status": r["status"], "status_reason": r["status_reason"],
+        "limits": {"rpm": r["rpm"], "tpm": r["tpm"],
+                   "monthly_cap": None if r["monthly_cap"] is None else str(_money(r["monthly_cap"]))},
+        "balance": str(_money(r["balance"]) or ZERO),
+        "created_at": _time_text(r["created_at"]), "updated_at": _time_text(r["updated_at"]),
+    }
+
+
+def _key_row(r: Any) -> dict[str, Any]:
+    return {
+        "key_id": r["key_id"], "tenant": r["tenant"], "prefix": r["prefix"], "label": r["label"],
+        "status": r["status"],
+        "limits": {"rpm": r["rpm"], "tpm": r["tpm"],
+                   "allowed_models": None if r["allowed_models"] is None else json.loads(r["allowed_models"])},
+        "created_at": _time_text(r["created_at"]), "revoked_at": _time_text(r["revoked_at"]),
+        "last_used_at": _time_text(r["last_used_at"]),
+    }
