@@ -13,6 +13,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from quart import Quart, Response, request
 from werkzeug.exceptions import HTTPException
 
+from gateway.analytics_api import analytics_blueprint
 from gateway.anthropic_api import messages_api
 from gateway.auth import Principal
 from gateway.chat import chat_completions, envelope_response, error_response
@@ -39,6 +40,7 @@ def create_app(settings: Settings, span_exporter: SpanExporter | None = None) ->
     )
     services = Services(settings, span_exporter)
     app.extensions["twoapi"] = services
+    app.register_blueprint(analytics_blueprint(services))
 
     @app.before_serving
     async def start() -> None:

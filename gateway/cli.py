@@ -6,12 +6,16 @@ import argparse
 import os
 import sys
 from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING
 
 import orjson
 
 from gateway.config import Settings
 from ledger.application import Ledger
 from ledger.ids import parse_request_id
+
+if TYPE_CHECKING:
+    from analytics.config import AnalyticsConfig
 
 
 def _ledger() -> Ledger:
@@ -111,6 +115,116 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- analytics, dashboards, demo (docs/analytics.md) --------------------------------
+
+
+def _analytics_config() -> AnalyticsConfig:
+    # Imported here, not at the top: chat-only commands need none of analytics.
+    from analytics.config import AnalyticsConfig
+
+    return AnalyticsConfig.from_env(Settings.from_env().data_dir)
+
+
+def cmd_analytics_run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from analytics.worker import run_worker
+
+    settings = Settings.from_env()
+    config = replace(_analytics_config(), role="owner")
+    return run_worker(config, settings.database_url, settings.admin_token, args.host, args.port)
+
+
+def cmd_analytics_status(args: argparse.Namespace) -> int:
+    from analytics.admin import status
+    from analytics.store import StoreUnavailable
+
+    settings = Settings.from_env()
+    gateway = args.gateway or f"http://127.0.0.1:{settings.port}"
+    try:
+        report = status(_analytics_config(), settings.database_url, gateway, settings.admin_token)
+    except StoreUnavailable as error:
+        print(f"analytics status unavailable: {error}", file=sys.stderr)
+        return 1
+    print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+def cmd_analytics_migrate(args: argparse.Namespace) -> int:
+    from analytics.admin import migrate_store
+
+    applied = migrate_store(_analytics_config())
+    print("applied: " + ", ".join(applied) if applied else "analytics tables are up to date")
+    return 0
+
+
+def cmd_analytics_rebuild(args: argparse.Namespace) -> int:
+    from analytics.admin import rebuild
+
+    rebuild(_analytics_config())
+    print("analytics tables emptied; the projection ships the ledger again from its first event")
+    return 0
+
+
+def cmd_dashboards(args: argparse.Namespace) -> int:
+    import subprocess
+    from pathlib import Path
+
+    app = Path(__file__).resolve().parents[1] / "dashboards" / "app.py"
+    settings = Settings.from_env()
+    env = {**os.environ, "TWOAPI_GATEWAY_URL": args.gateway or f"http://127.0.0.1:{settings.port}"}
+    if not env.get("TWOAPI_ADMIN_TOKEN"):
+        print("TWOAPI_ADMIN_TOKEN is not set: the dashboards read the gateway's admin API with it", file=sys.stderr)
+    command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
+               "--server.address", args.host, "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    print(f"dashboards on http://{args.host}:{args.port} (reading {env['TWOAPI_GATEWAY_URL']})", flush=True)
+    try:
+        return subprocess.call(command, env=env)
+    except KeyboardInterrupt:
+        return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.demo import run_demo, run_traffic_only
+
+    if args.traffic:
+        gateway = args.gateway or f"http://127.0.0.1:{Settings.from_env().port}"
+        return run_traffic_only(gateway, args.simulator, args.duration, args.rate)
+    return run_demo(args.port, args.dashboards_port, args.duration, args.rate, not args.no_dashboards)
+
+
+def add_analytics_commands(commands: argparse._SubParsersAction) -> None:
+    analytics = commands.add_parser("analytics", help="the ClickHouse analytics store and its projection")
+    actions = analytics.add_subparsers(dest="action", required=True)
+    run = actions.add_parser("run", help="run the analytics projection (and, with --port, its query API)")
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--port", type=int, default=None, help="serve the gateway workers' queries on this port")
+    run.set_defaults(func=cmd_analytics_run)
+    status = actions.add_parser("status", help="the projection's position and lag")
+    status.add_argument("--gateway", default=None, help="ask this gateway when it holds the store")
+    status.set_defaults(func=cmd_analytics_status)
+    actions.add_parser("migrate", help="create the ClickHouse tables").set_defaults(func=cmd_analytics_migrate)
+    actions.add_parser("rebuild", help="empty the analytics tables; the projection refills them from the ledger"
+                       ).set_defaults(func=cmd_analytics_rebuild)
+
+    dashboards = commands.add_parser("dashboards", help="run the Streamlit dashboards")
+    dashboards.add_argument("--port", type=int, default=8501)
+    dashboards.add_argument("--host", default="127.0.0.1")
+    dashboards.add_argument("--gateway", default=None, help="the gateway's URL (default: http://127.0.0.1:$PORT)")
+    dashboards.set_defaults(func=cmd_dashboards)
+
+    demo = commands.add_parser("demo", help="simulator + gateway + dashboards + realistic traffic")
+    demo.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8080))
+    demo.add_argument("--dashboards-port", type=int, default=8501)
+    demo.add_argument("--duration", type=float, default=None, help="seconds of traffic (default: until Ctrl-C)")
+    demo.add_argument("--rate", type=float, default=8.0, help="requests per second")
+    demo.add_argument("--no-dashboards", action="store_true")
+    demo.add_argument("--traffic", action="store_true", help="only send traffic to a running gateway")
+    demo.add_argument("--gateway", default=None, help="with --traffic: the gateway's URL")
+    demo.add_argument("--simulator", default=None, help="with --traffic: the simulator's URL, for faults")
+    demo.set_defaults(func=cmd_demo)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="twoapi", description="2api LLM gateway")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -159,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = commands.add_parser("migrate", help="create the ledger's tables")
     migrate.set_defaults(func=cmd_migrate)
+    add_analytics_commands(commands)
     return parser
 
 

@@ -43,6 +43,7 @@ TAXONOMY: dict[str, ErrorKind] = {
     "all_candidates_failed": ErrorKind(502, "api_error", False, "Every candidate model failed; the message lists each attempt."),
     "content_filtered": ErrorKind(400, "invalid_request_error", False, "The provider's content filter refused the request."),
     "ledger_unavailable": ErrorKind(503, "api_error", False, "The ledger could not record the request, so it was not served."),
+    "analytics_unavailable": ErrorKind(503, "api_error", True, "The analytics store is not reachable; chat is unaffected and the projection catches up."),
     "internal_error": ErrorKind(500, "api_error", False, "A bug in the gateway."),
 }
 

@@ -10,6 +10,8 @@ from adapters.base import Adapter, Target
 from adapters.catalog import Catalog, ModelInfo, default_catalog
 from adapters.http import HttpClient
 from adapters.registry import build_adapters
+from analytics.config import AnalyticsConfig
+from analytics.service import open_analytics
 from gateway.auth import KeyAuthenticator
 from gateway.breakers import BreakerPolicy, Breakers
 from gateway.config import Settings
@@ -46,8 +48,13 @@ class Services:
         self.shared = SharedState(self.settings.redis_url, self.breakers, self.latency,
                                   [m.id for m in self.catalog.models], prefix=self.settings.redis_prefix)
         await self.shared.start()
+        # Analytics last: it follows the ledger and must never hold up serving.
+        self.analytics = open_analytics(AnalyticsConfig.from_env(self.settings.data_dir),
+                                        self.settings.database_url, self.settings.admin_token)
+        await self.analytics.start()
 
     async def stop(self) -> None:
+        await self.analytics.stop()
         await self.shared.stop()
         await self.http.close()
         await asyncio.to_thread(self.writer.close)

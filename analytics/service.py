@@ -1,0 +1,228 @@
+"""What a gateway process holds for analytics: the queries, the projection, status.
+
+`open_analytics` picks by role (see analytics/config.py):
+
+* `LocalAnalytics`: opens the store for queries (lazily, and again after it went
+  away) and, as `owner`, runs the projection thread. Every failure of the store is
+  `AnalyticsUnavailable`, which the API answers with a 503; chat never touches it.
+* `RemoteAnalytics`: forwards queries to the analytics worker that owns the store
+  (`twoapi analytics run`), so gateway workers never load chDB.
+* `DisabledAnalytics`: analytics is off here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any, Protocol
+
+import httpx
+
+from analytics import queries
+from analytics.config import AnalyticsConfig
+from analytics.metrics import default_meter_provider, register_gauges
+from analytics.projection import NAME, ProjectionRunner
+from analytics.reconcile import ledger_totals
+from analytics.store import AnalyticsStore, StoreUnavailable
+from ledger.application import Ledger
+
+REOPEN_AFTER_S = 1.0  # after a failed open, wait this long before trying again
+
+
+class AnalyticsUnavailable(Exception):
+    """The analytics store (or the worker owning it) cannot answer right now."""
+
+
+class Analytics(Protocol):
+    role: str
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def query(self, name: str, params: Mapping[str, str], scope: queries.Scope) -> dict[str, Any]: ...
+    async def status(self) -> dict[str, Any]: ...
+    async def reconcile(self, tenant: str, ledger: Ledger) -> dict[str, Any]: ...
+
+
+class LocalAnalytics:
+    def __init__(self, config: AnalyticsConfig, database_url: str | None, meter_provider: Any = None) -> None:
+        self.config = config
+        self.role = config.role
+        self.database_url = database_url
+        self.runner = ProjectionRunner(config, database_url) if config.projects else None
+        self._store: AnalyticsStore | None = None
+        self._failed_at = 0.0
+        self._last_error = ""
+        self._open_lock = asyncio.Lock()
+        self._meter_provider = meter_provider if meter_provider is not None else default_meter_provider()
+
+    async def start(self) -> None:
+        if self.runner is not None:
+            self.runner.start()
+        if self._meter_provider is not None:
+            register_gauges(self._meter_provider, self.projection_status)
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await asyncio.to_thread(self.runner.stop)
+        if self._store is not None:
+            await asyncio.to_thread(self._store.close)
+            self._store = None
+        if self._meter_provider is not None and hasattr(self._meter_provider, "shutdown"):
+            self._meter_provider.shutdown()
+
+    async def query(self, name: str, params: Mapping[str, str], scope: queries.Scope) -> dict[str, Any]:
+        store = await self._open()
+        try:
+            return await asyncio.to_thread(queries.run, store, name, params, scope)
+        except StoreUnavailable as error:
+            await self._drop(store, str(error))
+            raise AnalyticsUnavailable(str(error)) from error
+
+    def projection_status(self) -> dict[str, Any]:
+        if self.runner is not None:
+            return self.runner.status.as_dict()
+        return {"name": NAME, "engine": self.config.engine, "state": "not_here",
+                "last_error": "this process does not run the analytics projection"}
+
+    async def status(self) -> dict[str, Any]:
+        status = self.projection_status()
+        if self.runner is None:
+            # The projection runs elsewhere; its position is in the store.
+            try:
+                store = await self._open()
+                position = await asyncio.to_thread(
+                    store.scalar, "SELECT argMax(position, version) FROM projection_state WHERE name = {n:String}",
+                    {"n": NAME})
+                status = {**status, "position": int(position or 0)}
+            except (AnalyticsUnavailable, StoreUnavailable) as error:
+                status = {**status, "last_error": str(error)}
+        return {**status, "role": self.role}
+
+    async def reconcile(self, tenant: str, ledger: Ledger) -> dict[str, Any]:
+        """Ledger vs analytics for one tenant, at one ledger position: the ledger is
+        read up to the position the projection has shipped, so a lagging projection
+        does not show as a difference."""
+        status = await self.status()
+        position = int(status.get("position") or 0)
+        ledger_side = await asyncio.to_thread(ledger_totals, ledger, tenant, position or None)
+        answer = await self.query("totals", {"since": "1970-01-01T00:00:00Z", "until": "2999-01-01T00:00:00Z"},
+                                  queries.Scope(tenant))
+        budget = await self.query("budget", {"since": "1h"}, queries.Scope(tenant))
+        rows = answer["data"]
+        analytics_side = rows[0] if rows else {"requests": 0, "input_tokens": 0, "output_tokens": 0,
+                                               "cached_tokens": 0, "cost": 0}
+        summary = budget.get("summary", {})
+        ledger_dict = ledger_side.as_dict()
+        compared = {}
+        for field in ("requests", "input_tokens", "output_tokens", "cached_tokens", "cost"):
+            compared[field] = {"ledger": ledger_dict[field], "analytics": analytics_side.get(field, 0)}
+        compared["balance"] = {"ledger": ledger_side.balance, "analytics": summary.get("balance")}
+        for row in compared.values():
+            row["match"] = _same(row["ledger"], row["analytics"])
+        return {"tenant": tenant, "position": position, "lines": compared,
+                "match": all(row["match"] for row in compared.values())}
+
+    async def _open(self) -> AnalyticsStore:
+        if self._store is not None:
+            return self._store
+        async with self._open_lock:
+            if self._store is not None:
+                return self._store
+            if time.monotonic() - self._failed_at < REOPEN_AFTER_S:
+                raise AnalyticsUnavailable(self._last_error)
+            try:
+                self._store = await asyncio.to_thread(AnalyticsStore.open, self.config)
+            except StoreUnavailable as error:
+                self._failed_at, self._last_error = time.monotonic(), str(error)
+                raise AnalyticsUnavailable(str(error)) from error
+            return self._store
+
+    async def _drop(self, store: AnalyticsStore, error: str) -> None:
+        if self._store is store:
+            self._store = None
+            self._failed_at, self._last_error = time.monotonic(), error
+            await asyncio.to_thread(store.close)
+
+
+class RemoteAnalytics:
+    """Queries answered by the analytics worker (which owns the store) over HTTP."""
+
+    def __init__(self, config: AnalyticsConfig, admin_token: str | None) -> None:
+        assert config.remote_url is not None
+        self.role = "remote"
+        self.url = config.remote_url.rstrip("/")
+        self.headers = {"authorization": f"Bearer {admin_token}"} if admin_token else {}
+        self._client: httpx.AsyncClient | None = None
+
+    async def start(self) -> None:
+        self._client = httpx.AsyncClient(base_url=self.url, headers=self.headers, timeout=60)
+
+    async def stop(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+    async def query(self, name: str, params: Mapping[str, str], scope: queries.Scope) -> dict[str, Any]:
+        forwarded = dict(params)
+        if scope.scoped:
+            forwarded["scope_tenant"] = scope.tenant or ""
+        return await self._get(f"/internal/analytics/{name}", forwarded)
+
+    async def status(self) -> dict[str, Any]:
+        return {**await self._get("/internal/analytics/status", {}), "role": "remote", "worker": self.url}
+
+    async def reconcile(self, tenant: str, ledger: Ledger) -> dict[str, Any]:
+        return await self._get("/internal/analytics/reconciliation", {"tenant": tenant})
+
+    async def _get(self, path: str, params: Mapping[str, str]) -> dict[str, Any]:
+        assert self._client is not None
+        try:
+            response = await self._client.get(path, params=params)
+        except httpx.HTTPError as error:
+            raise AnalyticsUnavailable(f"the analytics worker at {self.url} is not answering: {error}") from error
+        body = response.json()
+        if response.status_code == 200:
+            return body
+        error = body.get("error", {}) if isinstance(body, dict) else {}
+        if response.status_code == 400:
+            raise queries.QueryError(error.get("param") or "", error.get("message") or "bad parameters")
+        if response.status_code == 404:
+            raise KeyError(path)
+        raise AnalyticsUnavailable(error.get("message") or f"analytics worker answered {response.status_code}")
+
+
+class DisabledAnalytics:
+    role = "off"
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def query(self, name: str, params: Mapping[str, str], scope: queries.Scope) -> dict[str, Any]:
+        raise AnalyticsUnavailable("analytics is off in this process (TWOAPI_ANALYTICS=off)")
+
+    async def status(self) -> dict[str, Any]:
+        return {"name": NAME, "role": "off", "state": "off"}
+
+    async def reconcile(self, tenant: str, ledger: Ledger) -> dict[str, Any]:
+        raise AnalyticsUnavailable("analytics is off in this process (TWOAPI_ANALYTICS=off)")
+
+
+def open_analytics(config: AnalyticsConfig, database_url: str | None, admin_token: str | None) -> Analytics:
+    if config.role == "off":
+        return DisabledAnalytics()
+    if config.role == "remote":
+        return RemoteAnalytics(config, admin_token)
+    return LocalAnalytics(config, database_url)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as exact numbers (the ledger gives Decimals and ints, the store the same
+    or None when it has nothing)."""
+    try:
+        return Decimal(str(a if a is not None else 0)) == Decimal(str(b if b is not None else 0))
+    except InvalidOperation:
+        return a == b

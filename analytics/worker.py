@@ -1,0 +1,123 @@
+"""`twoapi analytics run`: the analytics projection as a process of its own.
+
+It owns the analytics store (with chDB: the only process that opens the data path),
+runs the projection, and, given a port, answers the gateway workers' queries at
+`/internal/analytics/{query}` (bearer TWOAPI_ADMIN_TOKEN; bind it to localhost).
+`twoapi serve --workers N` starts one beside its workers and points them at it
+(`TWOAPI_ANALYTICS_URL`), so N workers never load N copies of the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import signal
+from typing import Any
+
+import structlog
+from quart import Quart, Response, request
+
+from analytics import queries
+from analytics.config import AnalyticsConfig
+from analytics.service import AnalyticsUnavailable, LocalAnalytics
+from ledger.application import Ledger
+
+log = structlog.get_logger("analytics.worker")
+
+
+def create_worker_app(config: AnalyticsConfig, database_url: str | None, admin_token: str | None) -> Quart:
+    from gateway.analytics_api import dumps  # the same JSON (exact Decimals) as the gateway's
+
+    app = Quart("twoapi-analytics")
+    analytics = LocalAnalytics(config, database_url)
+    holder: dict[str, Any] = {}
+
+    @app.before_serving
+    async def start() -> None:
+        holder["ledger"] = await asyncio.to_thread(Ledger.open, database_url, config.data_dir)
+        await analytics.start()
+
+    @app.after_serving
+    async def stop() -> None:
+        await analytics.stop()
+        holder["ledger"].close()
+
+    def answer(status: int, body: Any) -> Response:
+        return Response(dumps(body), status, content_type="application/json")
+
+    def error(status: int, code: str, message: str, param: str | None = None) -> Response:
+        return answer(status, {"error": {"code": code, "message": message, "param": param}})
+
+    @app.get("/health")
+    async def health() -> Response:
+        return answer(200, {"status": "ok", "projection": analytics.projection_status()})
+
+    @app.get("/internal/analytics/<name>")
+    async def internal(name: str) -> Response:
+        scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+        if not admin_token or scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(),
+                                                                                   admin_token.encode()):
+            return error(401, "authentication_error", "Missing or wrong admin token.")
+        params = {k: request.args.get(k, "") for k in request.args}
+        # The gateway authenticated the caller and names the scope; this endpoint is
+        # reachable only with the admin token.
+        scope = queries.Scope(tenant=params.pop("scope_tenant")) if "scope_tenant" in params else queries.Scope()
+        try:
+            if name == "status":
+                return answer(200, await analytics.status())
+            if name == "reconciliation":
+                return answer(200, await analytics.reconcile(params.get("tenant", ""), holder["ledger"]))
+            if name not in queries.CATALOGUE:
+                return error(404, "not_found", f"No analytics query {name!r}.")
+            return answer(200, await analytics.query(name, params, scope))
+        except queries.QueryError as bad:
+            return error(400, "invalid_request", str(bad), bad.param)
+        except AnalyticsUnavailable as down:
+            return error(503, "analytics_unavailable", str(down))
+
+    return app
+
+
+def run_worker(config: AnalyticsConfig, database_url: str | None, admin_token: str | None,
+               host: str, port: int | None) -> int:
+    """Run the projection (and, with a port, the internal query API) until SIGTERM/SIGINT."""
+    if port is None:
+        return _run_projection_only(config, database_url)
+    from hypercorn.asyncio import serve
+    from hypercorn.config import Config
+
+    app = create_worker_app(config, database_url, admin_token)
+    hconfig = Config()
+    hconfig.bind = [f"{host}:{port}"]
+    hconfig.accesslog = None
+    hconfig.graceful_timeout = 5
+    where = "server" if config.clickhouse_url else config.chdb_path
+    print(f"analytics worker on http://{host}:{port} ({config.engine}: {where})", flush=True)
+    asyncio.run(_serve_until_signal(serve, app, hconfig))
+    return 0
+
+
+async def _serve_until_signal(serve: Any, app: Quart, hconfig: Any) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(app, hconfig, shutdown_trigger=stop.wait)
+
+
+def _run_projection_only(config: AnalyticsConfig, database_url: str | None) -> int:
+    import threading
+
+    from analytics.projection import ProjectionRunner
+
+    runner = ProjectionRunner(config, database_url)
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    runner.start()
+    print(f"analytics projection running ({config.engine})", flush=True)
+    while not done.wait(5):
+        status = runner.status
+        log.info("analytics_projection", state=status.state, position=status.position, lag_events=status.lag_events)
+    runner.stop()
+    return 0
