@@ -21,11 +21,13 @@ SCENARIOS = {
     "ledger": "3. events/s the batched writer commits to PostgreSQL and SQLite (projection lag: needs issue 5)",
     "analytics": "4. dashboard queries over 10M rows on chDB: needs issue 6 (analytics)",
     "replay": "5. re-pricing and verify throughput over 1M requests: needs issue 7 (audit and re-pricing)",
-    "soak": "6. 10 minutes at a fixed rate, RSS over time and latency drift: needs issue 2 (core gateway) to land "
-            "complete; not implemented yet",
+    "soak": "6. the gateway at a fixed rate (--rate, default 200 req/s, half streaming) for --minutes (default 10; "
+            "--quick 1): RSS over time and latency drift",
+    "profile": "py-spy on the gateway under wrk (--concurrency, default 32; --stream): CPU by thread, package, "
+               "function",
     "all": "1-3 in sequence (about 9 minutes; --quick about 2)",
 }
-STUBS = {"analytics": "issue 6", "replay": "issue 7", "soak": "issue 2 (and the harness's soak driver)"}
+STUBS = {"analytics": "issue 6", "replay": "issue 7"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rate", type=float, default=None, help="open-loop rate, req/s (default 200)")
     parser.add_argument("--windows", default=None, help="ledger: requests in flight, e.g. 1,64,1000")
     parser.add_argument("--stores", default="postgres,sqlite", help="ledger: postgres,sqlite")
+    parser.add_argument("--minutes", type=float, default=None, help="soak: length (default 10, --quick 1)")
+    parser.add_argument("--stream", action="store_true", help="profile: streaming requests")
+    parser.add_argument("--all-threads", action="store_true",
+                        help="profile: sample every non-idle thread, not only the one holding the GIL")
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # the harness's own smoke test
     parser.add_argument("--out", type=Path, default=report.RESULTS_DIR, help="results directory")
     parser.add_argument("--note", default="", help="free text stored with the run (what changed, why)")
@@ -124,6 +130,39 @@ def run_ledger(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def run_soak(args: argparse.Namespace) -> dict[str, Any]:
+    from bench.soak import run_soak as run
+
+    started = time.time()
+    minutes = args.minutes or (0.1 if args.tiny else 1.0 if args.quick else 10.0)
+    rate = args.rate or (20.0 if args.tiny else 200.0)
+    window = 2.0 if args.tiny else 5.0 if args.quick else 30.0
+    run_dir = args.out / "logs" / time.strftime("soak-%Y%m%d-%H%M%S")
+    result = envelope("soak", args, started)
+    result.update(run(minutes, rate, window, run_dir))
+    result["wall_s"] = round(time.time() - started, 1)
+    path = report.write_json(result, args.out, "soak")
+    print(report.soak_markdown(result))
+    print(f"\n(JSON: {path}; process logs: {run_dir}; {result['wall_s']} s)")
+    return result
+
+
+def run_profile(args: argparse.Namespace) -> dict[str, Any]:
+    from bench.pyspy import profile_markdown
+    from bench.pyspy import run_profile as run
+
+    started = time.time()
+    concurrency = _ints(args.concurrency)[0] if args.concurrency else 32
+    duration = args.duration or (3.0 if args.tiny else 5.0 if args.quick else 15.0)
+    run_dir = args.out / "logs" / time.strftime("profile-%Y%m%d-%H%M%S")
+    result = envelope("profile", args, started)
+    result.update(run(concurrency, duration, args.stream, 250, run_dir, gil=not args.all_threads))
+    path = report.write_json(result, args.out, "profile")
+    print(profile_markdown(result))
+    print(f"\n(JSON: {path}; raw stacks: {result['raw_stacks']})")
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.scenario in STUBS:
@@ -134,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
         run_overhead(args)
     elif args.scenario == "ledger":
         run_ledger(args)
+    elif args.scenario == "soak":
+        run_soak(args)
+    elif args.scenario == "profile":
+        run_profile(args)
     elif args.scenario == "all":
         run_overhead(args)
         print()

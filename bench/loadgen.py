@@ -186,10 +186,17 @@ async def closed_loop(url: str, body: bytes, headers: dict[str, str], stream: bo
 
 
 async def open_loop(url: str, body: bytes, headers: dict[str, str], stream: bool, rate: float,
-                    duration_s: float, max_in_flight: int = 4000) -> dict[str, Any]:
-    """Send at a fixed rate whatever the answers do; latency from the scheduled time."""
+                    duration_s: float, max_in_flight: int = 4000, alt_body: bytes | None = None,
+                    window_s: float = 0.0) -> dict[str, Any]:
+    """Send at a fixed rate whatever the answers do; latency from the scheduled time.
+
+    With `alt_body` (a streaming request), every other request sends it instead. With
+    `window_s`, the result also has p50/p99 per window of scheduled time (`windows`).
+    """
     totals: list[float] = []
     ttfts: list[float] = []
+    by_window: dict[int, list[float]] = {}
+    window_errors: dict[int, int] = {}
     errors = 0
     dropped = 0
     in_flight: set[asyncio.Task] = set()
@@ -198,15 +205,19 @@ async def open_loop(url: str, body: bytes, headers: dict[str, str], stream: bool
         count = int(rate * duration_s)
         started = time.perf_counter()
 
-        async def fire(scheduled: float) -> None:
+        async def fire(scheduled: float, payload: bytes, streaming: bool) -> None:
             nonlocal errors
-            ok, ttft, total = await _one(session, url, body, headers, stream, scheduled)
+            ok, ttft, total = await _one(session, url, payload, headers, streaming, scheduled)
+            window = int((scheduled - started) / window_s) if window_s else 0
             if ok:
                 totals.append(total)
+                if window_s:
+                    by_window.setdefault(window, []).append(total)
                 if ttft is not None:
                     ttfts.append(ttft)
             else:
                 errors += 1
+                window_errors[window] = window_errors.get(window, 0) + 1
 
         for i in range(count):
             scheduled = started + i * interval
@@ -216,7 +227,8 @@ async def open_loop(url: str, body: bytes, headers: dict[str, str], stream: bool
             if len(in_flight) >= max_in_flight:
                 dropped += 1  # the server is hopelessly behind; count, do not pile on
                 continue
-            task = asyncio.create_task(fire(scheduled))
+            alt = alt_body is not None and i % 2 == 1
+            task = asyncio.create_task(fire(scheduled, alt_body if alt else body, True if alt else stream))
             in_flight.add(task)
             task.add_done_callback(in_flight.discard)
         if in_flight:
@@ -226,6 +238,14 @@ async def open_loop(url: str, body: bytes, headers: dict[str, str], stream: bool
     result = _result("aiohttp-open", len(totals), errors + dropped, elapsed, totals, ttfts, rate=rate)
     result["dropped"] = dropped
     result["send_lag_s"] = round(late, 3)
+    if window_s:
+        windows = []
+        for index in sorted(set(by_window) | set(window_errors)):
+            stats = summary_ms(by_window.get(index, []))
+            windows.append({"t_s": round(index * window_s, 1), "ok": len(by_window.get(index, [])),
+                            "errors": window_errors.get(index, 0), "p50_ms": stats["p50"], "p99_ms": stats["p99"],
+                            "max_ms": stats["max"]})
+        result["windows"] = windows
     return result
 
 
@@ -281,13 +301,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--stream", action="store_true")
+    parser.add_argument("--window", type=float, default=0.0, help="open: per-window stats every N seconds")
     args = parser.parse_args(argv)
     spec = json.loads(Path(args.spec).read_text())
     body = spec["body"].encode()
     if args.mode == "closed":
         coro = closed_loop(spec["url"], body, spec["headers"], args.stream, args.concurrency, args.duration)
     else:
-        coro = open_loop(spec["url"], body, spec["headers"], args.stream, args.rate, args.duration)
+        alt = spec.get("alt_body")
+        coro = open_loop(spec["url"], body, spec["headers"], args.stream, args.rate, args.duration,
+                         alt_body=alt.encode() if alt else None, window_s=args.window)
     loop_factory = None
     with contextlib.suppress(ImportError):
         import uvloop

@@ -16,6 +16,8 @@ import pytest
 
 from bench.loadgen import wrk_script
 from bench.overhead import ratios, summarize
+from bench.pyspy import analyse, parse_collapsed
+from bench.soak import drift
 from bench.stats import percentile
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,6 +77,38 @@ def test_ledger_report_covers_both_stores(tmp_path: Path):
     # Realistic requests: 6 events plain, 7 streamed.
     sample = report["samples"][0]
     assert 6 * sample["requests"] <= sample["events"] <= 7 * sample["requests"]
+
+
+@pytest.mark.usefixtures("postgres_available")
+def test_soak_report_has_rss_series_windows_and_drift(tmp_path: Path):
+    report = run_bench("soak", out=tmp_path)["report"]
+    assert report["scenario"] == "soak"
+    assert report["load"]["ok"] > 0 and report["load"]["errors"] == 0
+    assert len(report["rss"]) >= 2 and all(s["rss_mb"] > 0 for s in report["rss"])
+    assert len(report["windows"]) >= 2 and {"t_s", "ok", "p50_ms", "p99_ms"} <= report["windows"][0].keys()
+    assert {"rss_growth", "rss_after_warmup_mb", "latency_drift", "targets"} <= report.keys()
+
+
+def test_drift_compares_settled_windows_and_rss_after_warmup():
+    rss = [{"t_s": t, "rss_mb": 100.0 + t / 600} for t in range(0, 600, 5)]
+    windows = [{"t_s": t, "p50_ms": 2.0, "p99_ms": 10.0 if t < 300 else 20.0} for t in range(0, 600, 30)]
+    out = drift(rss, windows, 600)
+    assert out["rss_after_warmup_mb"] == 100.1 and out["rss_end_mb"] == rss[-1]["rss_mb"]
+    assert out["latency_drift"]["p99_last_over_first"] == 2.0
+    assert out["targets"][0]["met"] is True  # under 1% growth after warm-up
+
+
+def test_profile_analysis_splits_threads_packages_and_functions():
+    raw = (
+        "thread (1): MainThread;main (gateway/cli.py:10);chat (gateway/app.py:74);post (aiohttp/client.py:5) 30\n"
+        "thread (2): ledger-writer;_run (ledger/writer.py:77);dump (psycopg/types/array.py:195) 10\n"
+    )
+    out = analyse(parse_collapsed(raw))
+    assert out["samples"] == 40
+    assert out["threads"][0] == {"name": "thread (1): MainThread", "share": 0.75, "samples": 30}
+    assert out["self_by_package"][0]["name"] == "aiohttp"
+    assert {"name": "gateway", "share": 0.75, "samples": 30} in out["inclusive_by_package"]
+    assert out["self_top"][1]["name"] == "dump (psycopg/types/array.py)"
 
 
 def test_unmeasured_scenarios_say_what_they_wait_for():
