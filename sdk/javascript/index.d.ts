@@ -9,7 +9,7 @@ export type ErrorCode =
   | 'context_length_exceeded' | 'rate_limited' | 'insufficient_balance' | 'upstream_rate_limited'
   | 'upstream_overloaded' | 'upstream_error' | 'upstream_auth_error' | 'upstream_timeout'
   | 'provider_unavailable' | 'all_candidates_failed' | 'content_filtered' | 'ledger_unavailable'
-  | 'internal_error';
+  | 'analytics_unavailable' | 'internal_error';
 
 /** code -> [HTTP status, OpenAI error type, retryable] */
 export declare const TAXONOMY: Readonly<Record<ErrorCode, readonly [number, string, boolean]>>;
@@ -190,6 +190,7 @@ export declare class UpstreamTimeoutError extends UpstreamError {}
 export declare class ProviderUnavailableError extends UpstreamError {}
 export declare class AllCandidatesFailedError extends UpstreamError {}
 export declare class LedgerUnavailableError extends InternalServerError {}
+export declare class AnalyticsUnavailableError extends InternalServerError {}
 
 export declare const ERROR_CLASSES: Readonly<Record<ErrorCode, new (...args: any[]) => APIError>>;
 export declare function errorFromResponse(

@@ -38,6 +38,7 @@ export const TAXONOMY = Object.freeze({
   all_candidates_failed: [502, 'api_error', false],
   content_filtered: [400, 'invalid_request_error', false],
   ledger_unavailable: [503, 'api_error', false],
+  analytics_unavailable: [503, 'api_error', true],
   internal_error: [500, 'api_error', false],
 });
 
@@ -113,6 +114,7 @@ export class UpstreamTimeoutError extends UpstreamError {}
 export class ProviderUnavailableError extends UpstreamError {}
 export class AllCandidatesFailedError extends UpstreamError {}
 export class LedgerUnavailableError extends InternalServerError {}
+export class AnalyticsUnavailableError extends InternalServerError {}
 
 export const ERROR_CLASSES = Object.freeze({
   invalid_request: InvalidRequestError,
@@ -136,6 +138,7 @@ export const ERROR_CLASSES = Object.freeze({
   all_candidates_failed: AllCandidatesFailedError,
   content_filtered: ContentFilteredError,
   ledger_unavailable: LedgerUnavailableError,
+  analytics_unavailable: AnalyticsUnavailableError,
   internal_error: InternalServerError,
 });
 

@@ -42,6 +42,7 @@ TAXONOMY: dict[str, ErrorKind] = {
     "all_candidates_failed": ErrorKind(502, "api_error", False),
     "content_filtered": ErrorKind(400, "invalid_request_error", False),
     "ledger_unavailable": ErrorKind(503, "api_error", False),
+    "analytics_unavailable": ErrorKind(503, "api_error", True),
     "internal_error": ErrorKind(500, "api_error", False),
 }
 
@@ -200,6 +201,10 @@ class LedgerUnavailableError(InternalServerError):
     pass
 
 
+class AnalyticsUnavailableError(InternalServerError):
+    """The analytics store is down (analytics endpoints only; chat is unaffected)."""
+
+
 ERROR_CLASSES: dict[str, type[APIError]] = {
     "invalid_request": InvalidRequestError,
     "invalid_json": InvalidJSONError,
@@ -222,6 +227,7 @@ ERROR_CLASSES: dict[str, type[APIError]] = {
     "all_candidates_failed": AllCandidatesFailedError,
     "content_filtered": ContentFilteredError,
     "ledger_unavailable": LedgerUnavailableError,
+    "analytics_unavailable": AnalyticsUnavailableError,
     "internal_error": InternalServerError,
 }
 
