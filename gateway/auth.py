@@ -39,7 +39,12 @@ class KeyAuthenticator:
         if cached is not None and cached[1] > now:
             principal = cached[0]
         else:
-            principal = await asyncio.to_thread(self._lookup, key_hash)
+            try:
+                principal = await asyncio.to_thread(self._lookup, key_hash)
+            except Exception as error:  # the ledger's store is unreachable
+                raise GatewayError(
+                    "ledger_unavailable", "API keys cannot be checked right now; retry later."
+                ) from error
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
             self._cache[key_hash] = (principal, now + self.ttl_s)

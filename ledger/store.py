@@ -44,7 +44,9 @@ def _postgres_env(database_url: str) -> dict[str, str]:
         "POSTGRES_SCHEMA": schema,
         "POSTGRES_POOL_SIZE": "4",
         "POSTGRES_MAX_OVERFLOW": "4",
-        "POSTGRES_CONNECT_TIMEOUT": "5",
+        # Seconds a commit may wait for a connection before the request gets 503.
+        "POSTGRES_CONNECT_TIMEOUT": "2",
+        "APPLICATION_RECORDER_TOPIC": "ledger.recorders:FailFastPostgresRecorder",
         "POSTGRES_PRE_PING": "y",
         "CREATE_TABLE": "y",
     }

@@ -53,6 +53,11 @@ class RunningGateway:
     thread: threading.Thread
     stop_event: asyncio.Event
     loop: asyncio.AbstractEventLoop
+    app: object = None
+
+    def run(self, coroutine, timeout: float = 10.0):
+        """Run a coroutine on the gateway's own event loop (to inspect its state)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
     @property
     def api_url(self) -> str:
@@ -79,6 +84,7 @@ def start_gateway(settings: Settings, span_exporter=None) -> RunningGateway:
         config.accesslog = None
         config.graceful_timeout = 2
         app = create_app(settings, span_exporter=span_exporter)
+        holder["app"] = app
         ready.set()
         loop.run_until_complete(serve(app, config, shutdown_trigger=stop_event.wait))
         loop.close()
@@ -88,7 +94,7 @@ def start_gateway(settings: Settings, span_exporter=None) -> RunningGateway:
     ready.wait(10)
     url = f"http://127.0.0.1:{port}"
     wait_until_healthy(url)
-    return RunningGateway(url, settings, thread, holder["stop_event"], holder["loop"])
+    return RunningGateway(url, settings, thread, holder["stop_event"], holder["loop"], holder["app"])
 
 
 def wait_until_healthy(url: str, timeout: float = 20.0) -> None:
