@@ -4,7 +4,9 @@ ledger."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +15,11 @@ from ledger.application import Ledger
 from ledger.ids import parse_request_id
 from tests.conftest import DEMO_KEY
 from tests.support import RunningGateway, gateway_settings, start_gateway
+
+# The Python SDK is tested from its source tree (tests/sdk/test_packages.py installs it).
+SDK_SRC = Path(__file__).resolve().parents[2] / "sdk" / "python" / "src"
+if str(SDK_SRC) not in sys.path:
+    sys.path.insert(0, str(SDK_SRC))
 
 
 @pytest.fixture(scope="module")
