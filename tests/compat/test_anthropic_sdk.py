@@ -5,6 +5,7 @@ the official `openai` SDK reaching an Anthropic model."""
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
 import anthropic
@@ -268,3 +269,30 @@ def test_openai_sdk_reaches_an_anthropic_model(module_gateway, module_ledger, st
     assert events[0]["endpoint"] == "chat.completions"
     metered = next(e for e in events if e["event"] == "UsageMetered")
     assert metered["provider"] == "anthropic" and metered["source"] == "provider"
+
+
+def test_a_client_leaving_a_messages_stream_is_recorded_as_a_disconnect(module_gateway, module_ledger, simulator):
+    httpx.post(simulator.url + "/_sim/latency", json={"provider": "google", "ttft_ms": 0,
+                                                      "tokens_per_s": 20}).raise_for_status()
+    try:
+        body = {"model": "google/gemini-1.5-flash", "max_tokens": 256, "stream": True,
+                "messages": [{"role": "user", "content": PROMPT}]}
+        with httpx.stream("POST", module_gateway.url + "/v1/messages", json=body,
+                          headers={"x-api-key": DEMO_KEY, "anthropic-version": "2023-06-01"}) as response:
+            request_id = response.headers["x-request-id"]
+            first = next(response.iter_lines())
+            assert first == "event: message_start"
+        deadline = time.monotonic() + 10
+        while True:
+            events = events_of(module_ledger, request_id)
+            if events and events[-1]["event"] == "Failed":
+                break
+            assert time.monotonic() < deadline, [e["event"] for e in events]
+            time.sleep(0.05)
+        summary = next(e for e in events if e["event"] == "StreamSummarized")
+        assert summary["client_disconnected"] is True
+        assert events[-1]["error_code"] == "client_disconnected"
+        metered = next(e for e in events if e["event"] == "UsageMetered")
+        assert metered["source"] == "estimated"
+    finally:
+        httpx.delete(simulator.url + "/_sim/latency")
