@@ -11,7 +11,7 @@ import traceback
 import structlog
 from opentelemetry.sdk.trace.export import SpanExporter
 from quart import Quart, Response, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from gateway.analytics_api import analytics_blueprint
 from gateway.anthropic_api import messages_api
@@ -91,7 +91,10 @@ def create_app(settings: Settings, span_exporter: SpanExporter | None = None) ->
         if code is None:
             code = "invalid_request" if status < 500 else "internal_error"
         message = f"{request.method} {request.path}: {error.description or error.name}"
-        return envelope_response(code, message)
+        response = envelope_response(code, message)
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            response.headers["allow"] = ", ".join(sorted(error.valid_methods))  # RFC 9110
+        return response
 
     @app.errorhandler(Exception)
     async def unexpected(error: Exception) -> Response:

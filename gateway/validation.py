@@ -112,7 +112,7 @@ def _message(message: Any, param: str) -> None:
     if not isinstance(message, dict):
         raise _fail(param, "expected a message object.")
     role = message.get("role")
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:
         raise _fail(f"{param}.role", f"expected one of {', '.join(sorted(ROLES))}.")
     content = message.get("content")
     if content is None:
