@@ -7,6 +7,7 @@ bench/results/ and prints markdown tables.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -39,12 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--runs", type=int, help="runs per point (median reported); default 3, --quick 1")
     parser.add_argument("--duration", type=float, help="seconds per closed-loop sample (default 3)")
     parser.add_argument("--stacks", default=None,
-                        help="comma-separated subset of direct,bare,gateway,litellm (default: all)")
+                        help="comma-separated subset of direct,bare,gateway,gateway_all,litellm (default: all)")
     parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM peer")
     parser.add_argument("--concurrency", default=None, help="plain closed-loop concurrencies, e.g. 1,32,128")
     parser.add_argument("--rate", type=float, default=None, help="open-loop rate, req/s (default 200)")
     parser.add_argument("--windows", default=None, help="ledger: requests in flight, e.g. 1,64,1000")
     parser.add_argument("--stores", default="postgres,sqlite", help="ledger: postgres,sqlite")
+    parser.add_argument("--gateway-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra environment for the gateway process (repeatable), e.g. TWOAPI_ANALYTICS=owner")
     parser.add_argument("--minutes", type=float, default=None, help="soak: length (default 10, --quick 1)")
     parser.add_argument("--stream", action="store_true", help="profile: streaming requests")
     parser.add_argument("--all-threads", action="store_true",
@@ -75,7 +78,18 @@ def overhead_config(args: argparse.Namespace) -> Any:
         config.plain_concurrency = _ints(args.concurrency)
     if args.rate is not None:
         config.open_rate = args.rate
+    config.gateway_env.update(gateway_env(args))
     return config
+
+
+def gateway_env(args: argparse.Namespace) -> dict[str, str]:
+    env = {}
+    for item in args.gateway_env:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--gateway-env wants NAME=VALUE, not {item!r}")
+        env[name] = value
+    return env
 
 
 def envelope(scenario: str, args: argparse.Namespace, started: float) -> dict[str, Any]:
@@ -89,14 +103,23 @@ def envelope(scenario: str, args: argparse.Namespace, started: float) -> dict[st
     }
 
 
+def busy_warning(log: Any = sys.stderr) -> None:
+    load = os.getloadavg()[0]
+    if load > 0.5 * procs.cpu_count():
+        print(f"bench: warning: load average {load:.1f} on {procs.cpu_count()} CPUs before the run; other work on "
+              "this machine will show in the figures (each sample records machine_busy_cpus)", file=log, flush=True)
+
+
 def run_overhead(args: argparse.Namespace) -> dict[str, Any]:
     from bench.overhead import run_overhead as run
     from bench.overhead import targets
 
     started = time.time()
+    busy_warning()
     result = envelope("overhead", args, started)
     run_dir = args.out / "logs" / time.strftime("overhead-%Y%m%d-%H%M%S")
     result.update(run(overhead_config(args), run_dir))
+    result["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     result["targets"] = targets(result)
     result["logs"] = str(run_dir)
     result["wall_s"] = round(time.time() - started, 1)
@@ -139,7 +162,7 @@ def run_soak(args: argparse.Namespace) -> dict[str, Any]:
     window = 2.0 if args.tiny else 5.0 if args.quick else 30.0
     run_dir = args.out / "logs" / time.strftime("soak-%Y%m%d-%H%M%S")
     result = envelope("soak", args, started)
-    result.update(run(minutes, rate, window, run_dir))
+    result.update(run(minutes, rate, window, run_dir, gateway_env(args)))
     result["wall_s"] = round(time.time() - started, 1)
     path = report.write_json(result, args.out, "soak")
     print(report.soak_markdown(result))
@@ -156,7 +179,8 @@ def run_profile(args: argparse.Namespace) -> dict[str, Any]:
     duration = args.duration or (3.0 if args.tiny else 5.0 if args.quick else 15.0)
     run_dir = args.out / "logs" / time.strftime("profile-%Y%m%d-%H%M%S")
     result = envelope("profile", args, started)
-    result.update(run(concurrency, duration, args.stream, 250, run_dir, gil=not args.all_threads))
+    result.update(run(concurrency, duration, args.stream, 250, run_dir, gil=not args.all_threads,
+                      gateway_env=gateway_env(args)))
     path = report.write_json(result, args.out, "profile")
     print(profile_markdown(result))
     print(f"\n(JSON: {path}; raw stacks: {result['raw_stacks']})")

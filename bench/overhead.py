@@ -13,6 +13,7 @@ shared machine hits them alike; medians are reported):
 from __future__ import annotations
 
 import os
+import resource
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,7 +25,8 @@ from bench.loadgen import ensure_wrk, run_aio, run_wrk
 from bench.peers import Stack
 from bench.stats import diff, median, ratio
 
-ALL_STACKS = ("direct", "bare", "gateway", "litellm")
+ALL_STACKS = ("direct", "bare", "gateway", "gateway_all", "litellm")
+GATEWAYS = ("gateway", "gateway_all")
 _HAVE_WRK = [True]
 
 
@@ -40,6 +42,7 @@ class OverheadConfig:
     open_duration_s: float = 8.0
     stacks: list[str] = field(default_factory=lambda: list(ALL_STACKS))
     pause_s: float = 0.3
+    gateway_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def quick(cls) -> OverheadConfig:
@@ -76,6 +79,12 @@ def points(config: OverheadConfig) -> list[Point]:
 # ---------------------------------------------------------------------- CPU of the services
 
 
+def _children_cpu() -> float:
+    """CPU of the harness's finished children (wrk, the aiohttp generator)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def service_cpu_seconds(comm: str) -> float:
     """CPU of every process named `comm` (PostgreSQL's backends, redis-server)."""
     total = 0.0
@@ -99,7 +108,8 @@ def measure(stack: Stack, point: Point, config: OverheadConfig, placement: dict[
     duration = duration_s or config.duration_s
     headers = stack.all_headers()
     cpu0, sim0 = stack.proc.cpu_seconds(), sim.proc.cpu_seconds()
-    pg0 = service_cpu_seconds("postgres") if stack.name == "gateway" else 0.0
+    pg0 = service_cpu_seconds("postgres") if stack.name in GATEWAYS else 0.0
+    busy0, kids0 = procs.machine_busy_seconds(), _children_cpu()
     wall0 = time.monotonic()
     if point.kind in ("plain", "stream") and not _HAVE_WRK[0]:
         result = run_aio("closed", stack.url, stack.body(point.kind == "stream"), headers,
@@ -115,8 +125,11 @@ def measure(stack: Stack, point: Point, config: OverheadConfig, placement: dict[
         result = run_aio("open", stack.url, stack.body(False), headers, stream=False,
                          duration_s=config.open_duration_s, rate=point.level, cpus=placement["infra"])
     wall = time.monotonic() - wall0
+    busy = procs.machine_busy_seconds() - busy0
     cpu = stack.proc.cpu_seconds() - cpu0
     sim_cpu = sim.proc.cpu_seconds() - sim0
+    pg_cpu = service_cpu_seconds("postgres") - pg0 if stack.name in GATEWAYS else 0.0
+    ours = cpu + (sim_cpu if stack is not sim else 0.0) + (_children_cpu() - kids0) + pg_cpu
     ok = max(result["ok"], 1)
     result.update(
         stack=stack.name,
@@ -125,9 +138,13 @@ def measure(stack: Stack, point: Point, config: OverheadConfig, placement: dict[
         cpu_util=round(cpu / wall, 3),
         sim_cpu_util=round(sim_cpu / wall, 3),
         rss_mb=round(stack.proc.rss_mb(), 1),
+        machine_busy_cpus=round(busy / wall, 2),
+        # CPUs' worth of work by anything but the stack, simulator, load generator and
+        # PostgreSQL during the sample: other tenants of this machine.
+        other_cpus=round(max(busy - ours, 0.0) / wall, 2),
     )
-    if stack.name == "gateway":
-        result["postgres_cpu_ms_per_req"] = round((service_cpu_seconds("postgres") - pg0) * 1000 / ok, 3)
+    if stack.name in GATEWAYS:
+        result["postgres_cpu_ms_per_req"] = round(pg_cpu * 1000 / ok, 3)
     if not stack.proc.alive():
         raise RuntimeError(f"{stack.name} died during {point.key}:\n{stack.proc.log_tail()}")
     return result
@@ -137,7 +154,7 @@ def measure(stack: Stack, point: Point, config: OverheadConfig, placement: dict[
 
 
 def start_stacks(names: list[str], placement: dict[str, str | None], log_dir: Path,
-                 schema: str) -> tuple[Stack, dict[str, Stack]]:
+                 schema: str, gateway_env: dict[str, str] | None = None) -> tuple[Stack, dict[str, Stack]]:
     sim = peers.start_simulator(placement["infra"], log_dir)
     stacks: dict[str, Stack] = {}
     if "direct" in names:
@@ -146,7 +163,11 @@ def start_stacks(names: list[str], placement: dict[str, str | None], log_dir: Pa
         if "bare" in names:
             stacks["bare"] = peers.start_bare(sim, placement["sut"], log_dir)
         if "gateway" in names:
-            stacks["gateway"] = peers.start_gateway(sim, placement["sut"], log_dir, schema)
+            stacks["gateway"] = peers.start_gateway(sim, placement["sut"], log_dir, schema,
+                                                    {**peers.GATEWAY_ENV, **(gateway_env or {})})
+        if "gateway_all" in names:
+            stacks["gateway_all"] = peers.start_gateway(sim, placement["sut"], log_dir, schema + "_all",
+                                                        dict(gateway_env or {}), name="gateway_all")
         if "litellm" in names:
             stacks["litellm"] = peers.start_litellm(sim, placement["sut"], log_dir)
     except BaseException:
@@ -174,7 +195,7 @@ def run_overhead(config: OverheadConfig, log_dir: Path, log: Any = sys.stderr) -
         names.insert(0, "direct")  # added latency is measured against it
     print(f"bench: starting {', '.join(names)} (stack under test on CPU {placement['sut']}, "
           f"simulator + load generator on CPU {placement['infra']})", file=log, flush=True)
-    sim, stacks = start_stacks(names, placement, log_dir, schema)
+    sim, stacks = start_stacks(names, placement, log_dir, schema, config.gateway_env)
     samples: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
     try:
@@ -204,11 +225,12 @@ def run_overhead(config: OverheadConfig, log_dir: Path, log: Any = sys.stderr) -
             stacks_info[name]["rss_mb_at_end"] = round(stack.proc.rss_mb(), 1)
     finally:
         stop_stacks(sim, stacks)
-        if "gateway" in stacks:
-            try:
-                peers.drop_schema(schema)
-            except Exception as error:  # report, never mask the run's own error
-                print(f"bench: could not drop schema {schema}: {error}", file=log)
+        for name, used in (("gateway", schema), ("gateway_all", schema + "_all")):
+            if name in stacks:
+                try:
+                    peers.drop_schema(used)
+                except Exception as error:  # report, never mask the run's own error
+                    print(f"bench: could not drop schema {used}: {error}", file=log)
     summary = summarize(samples, list(stacks))
     return {
         "placement": {
@@ -258,12 +280,14 @@ def summarize(samples: list[dict[str, Any]], stack_names: list[str]) -> dict[str
                 "cpu_util": median(s["cpu_util"] for s in runs),
                 "sim_cpu_util": median(s["sim_cpu_util"] for s in runs),
                 "rss_mb": max(s["rss_mb"] for s in runs),
+                "machine_busy_cpus": median(s.get("machine_busy_cpus") for s in runs),
+                "other_cpus": median(s.get("other_cpus") for s in runs),
             }
             for pct in ("p50", "p90", "p99"):
                 agg[f"{pct}_ms"] = median(s["latency_ms"][pct] for s in runs)
                 if any("ttft_ms" in s for s in runs):
                     agg[f"ttft_{pct}_ms"] = median(s.get("ttft_ms", {}).get(pct) for s in runs)
-            if name == "gateway":
+            if name in GATEWAYS:
                 agg["postgres_cpu_ms_per_req"] = median(s.get("postgres_cpu_ms_per_req") for s in runs)
             row[name] = agg
         direct = row.get("direct")
@@ -311,6 +335,17 @@ def ratios(summary: dict[str, Any]) -> dict[str, Any]:
     out["gateway_cpu_ms_per_req_c32"] = _get(summary, p32, "gateway", "cpu_ms_per_req")
     out["bare_cpu_ms_per_req_c32"] = _get(summary, p32, "bare", "cpu_ms_per_req")
     out["gateway_rss_mb_max"] = max((row["rss_mb"] for row in gateway_rows), default=None)
+    all_rows = [row["gateway_all"] for row in summary.values() if "gateway_all" in row]
+    if all_rows:
+        out["gateway_all"] = {
+            "what": "twoapi serve as shipped (analytics projection on chDB in the serving process)",
+            "added_p50_c1_ms": _get(summary, p1, "gateway_all", "added_p50_ms"),
+            "rps_c32": _get(summary, p32, "gateway_all", "rps"),
+            "rps_c32_over_gateway": ratio(_get(summary, p32, "gateway_all", "rps"), out["rps_c32"]["gateway"]),
+            "cpu_ms_per_req_c32": _get(summary, p32, "gateway_all", "cpu_ms_per_req"),
+            "rss_mb_max": max(row["rss_mb"] for row in all_rows),
+            "errors": sum(row["errors"] for row in all_rows),
+        }
     return out
 
 

@@ -142,9 +142,16 @@ def drop_schema(schema: str) -> None:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-def start_gateway(sim: Stack, cpus: str | None, log_dir: Path, schema: str) -> Stack:
+# The serving process as deployed for throughput: the analytics projection (chDB) runs in
+# its own process (`twoapi analytics run`), never in a gateway worker (DESIGN.md).
+GATEWAY_ENV = {"TWOAPI_ANALYTICS": "off"}
+
+
+def start_gateway(sim: Stack, cpus: str | None, log_dir: Path, schema: str,
+                  extra_env: dict[str, str] | None = None, name: str = "gateway") -> Stack:
+    """2api as one `twoapi serve` process; `extra_env` on top of the bench's settings."""
     database_url = f"{POSTGRES_URL}?schema={schema}"
-    data_dir = log_dir / "gateway-data"
+    data_dir = log_dir / f"{name}-data"
     prepare_gateway_ledger(database_url, data_dir)
     port = procs.free_port()
     root = sim_root(sim)
@@ -159,9 +166,10 @@ def start_gateway(sim: Stack, cpus: str | None, log_dir: Path, schema: str) -> S
         "GOOGLE_API_KEY": SIM_KEY,
         "GOOGLE_BASE_URL": root,
         "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
     }
     proc = procs.start(
-        "gateway",
+        name,
         [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port), "--workers", "1"],
         cpus=cpus,
         log_dir=log_dir,
@@ -169,7 +177,7 @@ def start_gateway(sim: Stack, cpus: str | None, log_dir: Path, schema: str) -> S
         cwd=REPO_DIR,
     )
     stack = Stack(
-        "gateway",
+        name,
         f"http://127.0.0.1:{port}/v1",
         "openai/" + UPSTREAM_MODEL,
         {"Authorization": f"Bearer {BENCH_KEY}"},
@@ -178,7 +186,7 @@ def start_gateway(sim: Stack, cpus: str | None, log_dir: Path, schema: str) -> S
             "what": "2api, twoapi serve (Hypercorn + uvloop, 1 process), request log at info to a file",
             "ledger": f"PostgreSQL schema {schema}",
             "redis_url": REDIS_URL,
-            "note": "REDIS_URL is set; the gateway enforces Redis limits only once issue 5 lands",
+            "env_overrides": dict(extra_env or {}),
         },
     )
     _first_chat(stack, 60)

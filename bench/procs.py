@@ -209,6 +209,18 @@ def _tasks(pid: int) -> list[str]:
         return []
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (all CPUs, /proc/stat), for telling
+    how much of a sample's time other tenants took."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return 0.0
+    ticks = [int(x) for x in fields]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    return (sum(ticks[:8]) - idle) / CLK_TCK
+
+
 def machine_note() -> dict[str, object]:
     model = ""
     with contextlib.suppress(OSError):

@@ -104,7 +104,8 @@ def _name(frame: str) -> str:
 
 
 def run_profile(concurrency: int, duration_s: float, stream: bool, rate: int, log_dir: Path,
-                gil: bool = True, log: Any = sys.stderr) -> dict[str, Any]:
+                gil: bool = True, gateway_env: dict[str, str] | None = None,
+                log: Any = sys.stderr) -> dict[str, Any]:
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy).exists():
         raise RuntimeError("py-spy is not installed: pip install py-spy")
@@ -115,7 +116,8 @@ def run_profile(concurrency: int, duration_s: float, stream: bool, rate: int, lo
     sim = peers.start_simulator(placement["infra"], log_dir)
     gateway = None
     try:
-        gateway = peers.start_gateway(sim, placement["sut"], log_dir, schema)
+        gateway = peers.start_gateway(sim, placement["sut"], log_dir, schema,
+                                      {**peers.GATEWAY_ENV, **(gateway_env or {})})
         body, headers = gateway.body(stream), gateway.all_headers()
         run_wrk(gateway.url, body, headers, 8, 2, cpus=placement["infra"])  # warm-up
         script = log_dir / "profile.lua"

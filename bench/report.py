@@ -113,12 +113,21 @@ def overhead_markdown(result: dict[str, Any]) -> str:
         ol = r["open_loop"]
         out.append(f"- {ol['point']} added p99, ms: gateway {_f(ol['gateway'], 3)}, bare {_f(ol['bare'], 3)}, "
                    f"LiteLLM {_f(ol['litellm'], 3)}")
+    if "gateway_all" in r:
+        ga = r["gateway_all"]
+        out.append(f"- gateway_all ({ga['what']}): added p50 at c=1 {_f(ga['added_p50_c1_ms'], 3)} ms, "
+                   f"{_f(ga['rps_c32'])} req/s at c=32 ({_f(ga['rps_c32_over_gateway'])}x gateway), "
+                   f"CPU {_f(ga['cpu_ms_per_req_c32'], 3)} ms/req, RSS max {_f(ga['rss_mb_max'])} MB")
     out.append(f"- CPU per request at c=32, ms: gateway {_f(r['gateway_cpu_ms_per_req_c32'], 3)}, "
                f"bare {_f(r['bare_cpu_ms_per_req_c32'], 3)}")
     if result.get("targets"):
         out.append("\nTargets (issue 8):\n")
         out.append(_table(["target", "measured", "met"],
                           [[t["target"], t["measured"], t["met"]] for t in result["targets"]]))
+    others = [m.get("other_cpus") or 0 for row in summary.values() for m in row.values()]
+    if others:
+        out.append(f"\nOther tenants' CPU during the samples (of {result['machine']['cpus']} CPUs): median "
+                   f"{sorted(others)[len(others) // 2]:.2f}, max {max(others):.2f}")
     out.append("\nPlacement: " + "; ".join(f"{k}: {v}" for k, v in result["placement"].items()))
     for name, info in result.get("stacks", {}).items():
         out.append(f"- {name}: {info.get('what')}; CPUs {info.get('cpus')}; "

@@ -24,7 +24,8 @@ from bench.stats import median, ratio
 SAMPLE_EVERY_S = 5.0
 
 
-def run_soak(minutes: float, rate: float, window_s: float, log_dir: Path, log: Any = sys.stderr) -> dict[str, Any]:
+def run_soak(minutes: float, rate: float, window_s: float, log_dir: Path, gateway_env: dict[str, str] | None = None,
+             log: Any = sys.stderr) -> dict[str, Any]:
     placement = procs.default_placement()
     schema = peers.bench_schema()
     duration = minutes * 60
@@ -32,7 +33,8 @@ def run_soak(minutes: float, rate: float, window_s: float, log_dir: Path, log: A
     gateway = None
     rss: list[dict[str, float]] = []
     try:
-        gateway = peers.start_gateway(sim, placement["sut"], log_dir, schema)
+        gateway = peers.start_gateway(sim, placement["sut"], log_dir, schema,
+                                      {**peers.GATEWAY_ENV, **(gateway_env or {})})
         with tempfile.NamedTemporaryFile("wb", suffix=".json", delete=False) as spec:
             spec.write(json.dumps({"url": gateway.url, "body": gateway.body(False).decode(),
                                    "alt_body": gateway.body(True).decode(),
