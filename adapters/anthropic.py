@@ -9,6 +9,20 @@ parallel tool call in one user turn); empty text is dropped (Anthropic rejects
 empty text blocks). `max_tokens` is required: the client's, else
 `DEFAULT_MAX_TOKENS`.
 
+Structured output (`response_format` json_object / json_schema) has no direct
+counterpart, so it is asked for the way Anthropic documents for JSON: a tool named
+`RESPONSE_TOOL` whose `input_schema` is the schema, forced with `tool_choice` (or,
+next to the client's own tools under `auto`, required through `any`); its input comes
+back as the message content (a JSON string, streamed as content deltas) with
+`finish_reason` `stop`.
+
+`reasoning_effort` turns on extended thinking with a token budget (`THINKING_BUDGETS`,
+within the output limit, which includes thinking as OpenAI's does). Thinking blocks
+travel in `message.extra_content.anthropic.thinking_blocks` so a tool round trip can
+hand them back, as Anthropic requires.
+
+Parameters Anthropic cannot honour are refused (adapters/params.py).
+
 Usage: Anthropic's `input_tokens` excludes cache reads and cache writes, so the
 gateway's input_tokens is their sum and cached_tokens the cache reads.
 """
@@ -22,15 +36,16 @@ import orjson
 
 from .base import Completion, Target, Usage
 from .common import (
+    check_parameters,
     classify,
     content_chunk,
     dumps_str,
     error_object,
     finish_chunk,
+    image_url,
     invalid,
     malformed,
     max_output_tokens,
-    parse_data_url,
     role_chunk,
     stop_sequences,
     text_of,
@@ -43,6 +58,10 @@ from .http import WireAdapter
 PROVIDER = "anthropic"
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
+RESPONSE_TOOL = "twoapi_response"  # the forced tool that carries structured output
+RESPONSE_TOOL_DESCRIPTION = "Give your final answer by calling this tool; its input is the answer."
+THINKING_BUDGETS = {"low": 1024, "medium": 4096, "high": 16384}
+MIN_THINKING_BUDGET = 1024
 
 STOP_REASONS = {
     "end_turn": "stop",
@@ -74,11 +93,7 @@ ERROR_STATUS = {
 
 
 def _image_block(part: dict[str, Any]) -> dict[str, Any]:
-    image = part.get("image_url")
-    url = image.get("url") if isinstance(image, dict) else image
-    if not url:
-        raise invalid("image_url part without a url")
-    data_url = parse_data_url(url)
+    url, data_url = image_url(part, PROVIDER)
     if data_url is not None:
         media_type, data = data_url
         return {"type": "image", "source": {"type": "base64", "media_type": media_type,
@@ -106,13 +121,20 @@ def _blocks(content: Any) -> list[dict[str, Any]]:
     return blocks
 
 
+def _thinking_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
+    extra = message.get("extra_content")
+    blocks = ((extra.get("anthropic") or {}).get("thinking_blocks") if isinstance(extra, dict) else None)
+    return [b for b in blocks if isinstance(b, dict)] if isinstance(blocks, list) else []
+
+
 def _assistant_content(message: dict[str, Any], index: int) -> Any:
     content = message.get("content")
     calls = message.get("tool_calls")
-    if not calls:
+    thinking = _thinking_blocks(message)
+    if not calls and not thinking:
         return content if isinstance(content, str) else _blocks(content)
-    blocks = _blocks(content)
-    for n, call in enumerate(calls):
+    blocks = thinking + _blocks(content)
+    for n, call in enumerate(calls or ()):
         function = call.get("function") or {}
         blocks.append({
             "type": "tool_use",
@@ -169,13 +191,50 @@ def build_messages(messages: list[dict[str, Any]]) -> tuple[str | None, list[dic
 
 def _tool(tool: dict[str, Any]) -> dict[str, Any]:
     function = tool.get("function") or {}
+    name = function.get("name")
+    if name == RESPONSE_TOOL:
+        raise invalid(f"the tool name {RESPONSE_TOOL!r} is reserved by the gateway on {PROVIDER}")
     spec = {
-        "name": function.get("name"),
+        "name": name,
         "input_schema": function.get("parameters") or {"type": "object", "properties": {}},
     }
     if function.get("description"):
         spec["description"] = function["description"]
     return spec
+
+
+def _response_tool(response_format: dict[str, Any]) -> dict[str, Any] | None:
+    """The forced tool that stands for `response_format`, or None for plain text."""
+    kind = response_format.get("type")
+    if kind == "json_object":
+        return {"name": RESPONSE_TOOL, "description": RESPONSE_TOOL_DESCRIPTION + " Answer with a JSON object.",
+                "input_schema": {"type": "object"}}
+    if kind != "json_schema":
+        return None
+    spec = response_format.get("json_schema") or {}
+    schema = spec.get("schema") or {"type": "object"}
+    if schema.get("type") != "object":
+        raise invalid(f"response_format.json_schema.schema must describe an object for {PROVIDER} "
+                      "(it becomes a tool's input)")
+    description = RESPONSE_TOOL_DESCRIPTION
+    if spec.get("name"):
+        description += f" The answer is a {spec['name']}."
+    if spec.get("description"):
+        description += " " + spec["description"]
+    return {"name": RESPONSE_TOOL, "description": description, "input_schema": schema}
+
+
+def _thinking(body: dict[str, Any], limit: int | None) -> tuple[dict[str, Any] | None, int]:
+    """(thinking config or None, max_tokens) for the request's reasoning_effort."""
+    budget = THINKING_BUDGETS.get(body.get("reasoning_effort"))  # type: ignore[arg-type]
+    if budget is None:  # unset, "none" or "minimal": no extended thinking
+        return None, limit or DEFAULT_MAX_TOKENS
+    if limit is None:
+        return {"type": "enabled", "budget_tokens": budget}, budget + DEFAULT_MAX_TOKENS
+    if limit <= MIN_THINKING_BUDGET:
+        raise invalid(f"max_completion_tokens must be above {MIN_THINKING_BUDGET} with reasoning_effort on "
+                      f"{PROVIDER} (the limit includes the thinking budget)")
+    return {"type": "enabled", "budget_tokens": max(MIN_THINKING_BUDGET, min(budget, limit // 2))}, limit
 
 
 def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
@@ -197,14 +256,18 @@ def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
 
 
 def build_request(body: dict[str, Any], model: str, stream: bool) -> dict[str, Any]:
+    check_parameters(PROVIDER, body)
     system, messages = build_messages(body["messages"])
+    thinking, max_tokens = _thinking(body, max_output_tokens(body))
     payload: dict[str, Any] = {
         "model": model,
-        "max_tokens": max_output_tokens(body) or DEFAULT_MAX_TOKENS,
+        "max_tokens": max_tokens,
         "messages": messages,
     }
     if system:
         payload["system"] = system
+    if thinking is not None:
+        payload["thinking"] = thinking
     temperature = body.get("temperature")
     if temperature is not None:
         payload["temperature"] = min(temperature, 1.0)  # OpenAI allows 0..2, Anthropic 0..1
@@ -215,11 +278,22 @@ def build_request(body: dict[str, Any], model: str, stream: bool) -> dict[str, A
     if stop:
         payload["stop_sequences"] = stop
     tools = body.get("tools")
-    if tools:
+    choice = body.get("tool_choice")
+    response_format = body.get("response_format")
+    response_tool = _response_tool(response_format) if response_format else None
+    if response_tool is not None and (not tools or choice == "none"):
+        # Only the answer's tool, forced: the model answers by calling it.
+        payload["tools"] = [response_tool]
+        payload["tool_choice"] = {"type": "tool", "name": RESPONSE_TOOL}
+    elif tools:
         payload["tools"] = [_tool(tool) for tool in tools]
-        choice = _tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
-        if choice is not None:
-            payload["tool_choice"] = choice
+        if response_tool is not None and choice in (None, "auto"):
+            # Call one of the client's tools, or answer through the answer's tool.
+            payload["tools"].append(response_tool)
+            choice = "required"
+        tool_choice = _tool_choice(choice, body.get("parallel_tool_calls"))
+        if tool_choice is not None:
+            payload["tool_choice"] = tool_choice
     user = body.get("user")
     if user:
         payload["metadata"] = {"user_id": user}
@@ -252,6 +326,13 @@ def _tool_call(block: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _finish_reason(stop_reason: Any, answered: bool, tool_calls: int) -> str:
+    reason = STOP_REASONS.get(stop_reason, "stop")
+    if reason == "tool_calls" and answered and not tool_calls:
+        return "stop"  # the forced answer tool was called: that is the answer
+    return reason
+
+
 def parse_response(data: Any) -> Completion:
     if not isinstance(data, dict):
         raise malformed(PROVIDER)
@@ -260,22 +341,32 @@ def parse_response(data: Any) -> Completion:
         raise error
     texts = []
     tool_calls = []
+    thinking = []
+    answer = None
     for block in data["content"]:
         kind = block.get("type")
         if kind == "text":
             texts.append(block["text"])
         elif kind == "tool_use":
-            tool_calls.append(_tool_call(block))
-        # thinking / redacted_thinking / server tool blocks have no OpenAI counterpart
-    message: dict[str, Any] = {
-        "role": "assistant",
-        "content": "".join(texts) if texts or not tool_calls else None,
-    }
+            if block.get("name") == RESPONSE_TOOL:
+                answer = dumps_str(block.get("input") or {})
+            else:
+                tool_calls.append(_tool_call(block))
+        elif kind == "thinking" or kind == "redacted_thinking":
+            thinking.append(block)
+        # server tool blocks have no OpenAI counterpart
+    if answer is not None:
+        content: str | None = answer
+    else:
+        content = "".join(texts) if texts or not tool_calls else None
+    message: dict[str, Any] = {"role": "assistant", "content": content}
     if tool_calls:
         message["tool_calls"] = tool_calls
+    if thinking:
+        message["extra_content"] = {"anthropic": {"thinking_blocks": thinking}}
     return Completion(
         message=message,
-        finish_reason=STOP_REASONS.get(data.get("stop_reason"), "stop"),
+        finish_reason=_finish_reason(data.get("stop_reason"), answer is not None, len(tool_calls)),
         usage=parse_usage(data.get("usage")),
     )
 
@@ -321,7 +412,7 @@ class AnthropicStreamState:
     final output count from message_delta.
     """
 
-    __slots__ = ("_input", "_tools", "done", "finish_reason", "usage")
+    __slots__ = ("_answer", "_input", "_tools", "done", "finish_reason", "usage")
 
     def __init__(self) -> None:
         self.usage: Usage | None = None
@@ -329,6 +420,7 @@ class AnthropicStreamState:
         self.done = False
         self._input: dict[str, Any] = {}  # the usage message_start reported
         self._tools: dict[int, int] = {}  # content block index -> tool call index
+        self._answer: int | None = None  # content block index of the structured answer
 
     def handle(self, event: str, data: bytes, out: deque[dict[str, Any]]) -> None:
         if event == "ping":
@@ -341,10 +433,14 @@ class AnthropicStreamState:
             if delta_kind == "text_delta":
                 out.append(content_chunk(delta["text"]))
             elif delta_kind == "input_json_delta":
-                out.append(tool_call_chunk({
-                    "index": self._tools[obj["index"]],
-                    "function": {"arguments": delta["partial_json"]},
-                }))
+                if obj["index"] == self._answer:
+                    if delta["partial_json"]:
+                        out.append(content_chunk(delta["partial_json"]))
+                else:
+                    out.append(tool_call_chunk({
+                        "index": self._tools[obj["index"]],
+                        "function": {"arguments": delta["partial_json"]},
+                    }))
             # thinking_delta, signature_delta, citations_delta: nothing to relay
         elif kind == "message_start":
             self._input = obj["message"].get("usage") or {}
@@ -358,6 +454,8 @@ class AnthropicStreamState:
             if block_kind == "text":
                 if block.get("text"):
                     out.append(content_chunk(block["text"]))
+            elif block_kind == "tool_use" and block["name"] == RESPONSE_TOOL:
+                self._answer = obj["index"]
             elif block_kind == "tool_use":
                 index = self._tools[obj["index"]] = len(self._tools)
                 out.append(tool_call_chunk({
@@ -367,7 +465,7 @@ class AnthropicStreamState:
                     "function": {"name": block["name"], "arguments": ""},
                 }))
         elif kind == "message_delta":
-            reason = STOP_REASONS.get(obj["delta"].get("stop_reason"), "stop")
+            reason = _finish_reason(obj["delta"].get("stop_reason"), self._answer is not None, len(self._tools))
             self.finish_reason = reason
             # message_delta usage is cumulative; input counts appear in it on newer
             # API versions and then win over message_start's.

@@ -13,6 +13,11 @@ the shared aiohttp session and answers in OpenAI's shapes:
   `chat.completion.chunk` envelopes. After the iteration ends, `usage` and
   `finish_reason` hold what the provider reported.
 
+Providers with embedding or image models also implement `embed()` (OpenAI's
+`/v1/embeddings` body in, an `Embeddings` out) and `generate_images()` (OpenAI's
+`/v1/images/generations` body in, `GeneratedImages` out); the gateway calls them only
+for catalog models with the `embeddings` / `images` capability.
+
 Adapters never retry: the gateway's attempt loop owns retries and fallback.
 """
 
@@ -29,6 +34,7 @@ class Usage:
     output_tokens: int = 0
     # The part of input_tokens served from the provider's prompt cache.
     cached_tokens: int = 0
+    images: int = 0  # images generated (the images endpoint bills per image)
 
 
 @dataclass(slots=True, frozen=True)
@@ -47,6 +53,24 @@ class Completion:
     message: dict[str, Any]  # OpenAI assistant message: role, content, tool_calls?
     finish_reason: str
     usage: Usage
+    logprobs: dict[str, Any] | None = None  # OpenAI `choices[0].logprobs`, when asked for
+    # Choices 1..n-1 as whole OpenAI choice dicts (index, message, finish_reason,
+    # logprobs), when the request asked for n > 1; the first choice is the fields above.
+    more_choices: list[dict[str, Any]] | None = None
+
+
+@dataclass(slots=True)
+class Embeddings:
+    data: list[dict[str, Any]]  # OpenAI embedding objects: object, index, embedding
+    usage: Usage  # input_tokens
+    estimated: bool = False  # the provider reported no token count: usage is our estimate
+
+
+@dataclass(slots=True)
+class GeneratedImages:
+    data: list[dict[str, Any]]  # OpenAI image objects: b64_json or url, revised_prompt?
+    usage: Usage  # images, plus tokens where the provider bills them
+    created: int = 0
 
 
 class ChatStream(Protocol):
@@ -65,3 +89,11 @@ class Adapter(Protocol):
     async def complete(self, body: dict[str, Any], target: Target) -> Completion: ...
 
     async def stream(self, body: dict[str, Any], target: Target) -> ChatStream: ...
+
+
+class EmbeddingAdapter(Protocol):
+    async def embed(self, body: dict[str, Any], target: Target) -> Embeddings: ...
+
+
+class ImageAdapter(Protocol):
+    async def generate_images(self, body: dict[str, Any], target: Target) -> GeneratedImages: ...

@@ -8,12 +8,19 @@ cannot read becomes, scrubbing key-like strings out of provider messages).
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import math
 import re
+import sys
+from array import array
+from collections.abc import Awaitable
 from typing import Any
 
 import orjson
 
 from .errors import UpstreamError, classify_status
+from .params import unsupported_parameter
 
 # Request fields that steer the gateway and must never reach a provider.
 GATEWAY_ONLY_FIELDS = frozenset({"routing", "models"})
@@ -73,6 +80,33 @@ def parse_data_url(url: str) -> tuple[str, str] | None:
     return header[5:-7] or "application/octet-stream", payload
 
 
+def image_url(part: dict[str, Any], provider: str) -> tuple[str, tuple[str, str] | None]:
+    """(url, (media type, base64 data) if it is a data URL) of an `image_url` part.
+
+    Only `https:`/`http:` URLs and base64 `data:` URLs can be handed on; anything else
+    is the client's error. `detail` has no counterpart outside OpenAI and is not sent.
+    """
+    image = part.get("image_url")
+    url = image.get("url") if isinstance(image, dict) else image
+    if not url or not isinstance(url, str):
+        raise invalid("image_url part without a url")
+    if url.startswith("data:"):
+        data = parse_data_url(url)
+        if data is None:
+            raise invalid(f"image data URLs must be base64 ('data:<type>;base64,...') for {provider}")
+        return url, data
+    if not url.startswith(("https://", "http://")):
+        raise invalid(f"image_url must be an https:// or a base64 data: URL for {provider}")
+    return url, None
+
+
+def check_parameters(provider: str, body: dict[str, Any]) -> None:
+    """Raise the 400 for the first request parameter `provider` cannot honour."""
+    problem = unsupported_parameter(provider, body)
+    if problem is not None:
+        raise invalid(problem[1])
+
+
 def tool_arguments(arguments: Any, where: str) -> dict[str, Any]:
     """The decoded `function.arguments` of an assistant tool call (a JSON object string)."""
     if isinstance(arguments, dict):
@@ -86,6 +120,32 @@ def tool_arguments(arguments: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise invalid(f"{where}.function.arguments must be a JSON object")
     return value
+
+
+def encode_embedding(values: list[float], encoding_format: str | None) -> list[float] | str:
+    """An embedding as OpenAI answers it: floats, or base64 of little-endian float32s."""
+    if encoding_format != "base64":
+        return values
+    packed = array("f", values)
+    if sys.byteorder != "little":
+        packed.byteswap()
+    return base64.b64encode(packed.tobytes()).decode()
+
+
+def estimate_tokens(texts: list[str]) -> int:
+    """Tokens of texts a provider did not count for us (about 4 characters a token)."""
+    return sum(math.ceil(len(text) / 4) for text in texts)
+
+
+async def gather_all(calls: list[Awaitable[Any]]) -> list[Any]:
+    """Await calls concurrently; the first failure is raised once all have ended."""
+    if len(calls) == 1:
+        return [await calls[0]]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
 
 
 def dumps_str(value: Any) -> str:

@@ -383,6 +383,28 @@ class WireAdapter:
             exc.message = scrub(exc.message, target.api_key)
             raise
 
+    async def call_json(self, url: str, headers: dict[str, str], payload: Any, target: Target,
+                        parse: Any) -> Any:
+        """One plain JSON call beside chat (embeddings, images): `parse` applied to the
+        parsed 2xx body, every failure an UpstreamError with the key scrubbed."""
+        try:
+            data = await post_json(
+                self._http.session, URL(url), headers, orjson.dumps(payload), target.timeout_s,
+                self.provider, self.parse_error,
+            )
+            error = self.error_in(data)
+            if error is not None:
+                raise error
+            try:
+                return parse(data)
+            except UpstreamError:
+                raise
+            except _PARSE_ERRORS as exc:
+                raise malformed(self.provider) from exc
+        except UpstreamError as exc:
+            exc.message = scrub(exc.message, target.api_key)
+            raise
+
     async def stream(self, body: dict[str, Any], target: Target) -> SSEChatStream:
         try:
             url, headers = self._endpoint(target, True)

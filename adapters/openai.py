@@ -3,17 +3,23 @@
 POST `{base_url}/chat/completions` (base_url includes `/v1`), `Authorization: Bearer`.
 The body goes upstream with `model` replaced and gateway-only fields dropped; streams
 always ask for the usage chunk (`stream_options.include_usage`), whether or not the
-client did, so the gateway can meter every stream.
+client did, so the gateway can meter every stream. Every chat parameter is OpenAI's
+own, so all pass; a response's other choices (`n` > 1) and `logprobs` are kept.
+
+Embeddings (`/embeddings`) and images (`/images/generations`) pass through the same
+way. GPT Image models always answer base64 and refuse `response_format`: for them
+the field is not sent, and a `url` request is answered with `data:` URLs.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from typing import Any
 
 import orjson
 
-from .base import Completion, Target, Usage
+from .base import Completion, Embeddings, GeneratedImages, Target, Usage
 from .common import GATEWAY_ONLY_FIELDS, classify, error_object, malformed, role_chunk
 from .errors import UpstreamError, classify_status
 from .http import WireAdapter
@@ -90,6 +96,8 @@ def parse_response(data: Any) -> Completion:
         message=message,
         finish_reason=choice.get("finish_reason") or "stop",
         usage=parse_usage(data.get("usage")),
+        logprobs=choice.get("logprobs"),
+        more_choices=choices[1:] or None,
     )
 
 
@@ -170,6 +178,59 @@ class OpenAIStreamState:
             raise UpstreamError("upstream_error", f"{PROVIDER} stream ended before it was complete")
 
 
+# ------------------------------------------------------------------ embeddings, images
+
+
+def embed_request(body: dict[str, Any], model: str) -> dict[str, Any]:
+    payload = {k: v for k, v in body.items() if k not in GATEWAY_ONLY_FIELDS}
+    payload["model"] = model
+    return payload
+
+
+def parse_embeddings(data: Any) -> Embeddings:
+    items = data["data"]
+    if not isinstance(items, list):
+        raise malformed(PROVIDER)
+    usage = data.get("usage") or {}
+    return Embeddings(items, Usage(input_tokens=usage.get("prompt_tokens") or 0), estimated=not usage)
+
+
+def base64_only(model: str) -> bool:
+    """GPT Image models answer base64 only and refuse `response_format`."""
+    return model.startswith(("gpt-image", "chatgpt-image"))
+
+
+def image_request(body: dict[str, Any], model: str) -> dict[str, Any]:
+    payload = {k: v for k, v in body.items() if k not in GATEWAY_ONLY_FIELDS}
+    payload["model"] = model
+    if base64_only(model):
+        payload.pop("response_format", None)
+    return payload
+
+
+def parse_images(data: Any, as_data_urls: bool) -> GeneratedImages:
+    items = data["data"]
+    if not isinstance(items, list):
+        raise malformed(PROVIDER)
+    if as_data_urls:
+        mime = "image/" + ({"jpeg": "jpeg", "webp": "webp"}.get(data.get("output_format") or "", "png"))
+        items = [
+            {**{k: v for k, v in item.items() if k != "b64_json"}, "url": f"data:{mime};base64,{item['b64_json']}"}
+            if "b64_json" in item else item
+            for item in items
+        ]
+    usage = data.get("usage") or {}  # GPT Image models report tokens; DALL-E does not
+    return GeneratedImages(
+        items,
+        Usage(
+            input_tokens=usage.get("input_tokens") or 0,
+            output_tokens=usage.get("output_tokens") or 0,
+            images=len(items),
+        ),
+        data.get("created") or int(time.time()),
+    )
+
+
 # --------------------------------------------------------------------------- adapter
 
 
@@ -182,8 +243,23 @@ class OpenAIAdapter(WireAdapter):
     stream_state = OpenAIStreamState
 
     def endpoint(self, target: Target, stream: bool) -> tuple[str, dict[str, str]]:
-        return f"{target.base_url.rstrip('/')}/chat/completions", {
-            "Authorization": f"Bearer {target.api_key}",
-            "Content-Type": "application/json",
-            "Accept": "text/event-stream" if stream else "application/json",
-        }
+        return f"{target.base_url.rstrip('/')}/chat/completions", _headers(target, stream)
+
+    async def embed(self, body: dict[str, Any], target: Target) -> Embeddings:
+        url = f"{target.base_url.rstrip('/')}/embeddings"
+        return await self.call_json(url, _headers(target, False), embed_request(body, target.model), target,
+                                    parse_embeddings)
+
+    async def generate_images(self, body: dict[str, Any], target: Target) -> GeneratedImages:
+        url = f"{target.base_url.rstrip('/')}/images/generations"
+        as_data_urls = body.get("response_format") == "url" and base64_only(target.model)
+        return await self.call_json(url, _headers(target, False), image_request(body, target.model), target,
+                                    lambda data: parse_images(data, as_data_urls))
+
+
+def _headers(target: Target, stream: bool) -> dict[str, str]:
+    return {
+        "Authorization": f"Bearer {target.api_key}",
+        "Content-Type": "application/json",
+        "Accept": "text/event-stream" if stream else "application/json",
+    }

@@ -18,7 +18,9 @@ from gateway.anthropic_api import messages_api
 from gateway.auth import Principal
 from gateway.chat import chat_completions, envelope_response, error_response
 from gateway.config import Settings
+from gateway.embeddings import embeddings_api
 from gateway.errors import GatewayError
+from gateway.images import images_api
 from gateway.observability import configure_logging
 from gateway.openapi import openapi_api
 from gateway.services import Services
@@ -76,6 +78,8 @@ def create_app(settings: Settings, span_exporter: SpanExporter | None = None) ->
         return await chat_completions(services, caller, raw)
 
     app.register_blueprint(messages_api)  # POST /v1/messages (Anthropic-compatible)
+    app.register_blueprint(embeddings_api)  # POST /v1/embeddings
+    app.register_blueprint(images_api)  # POST /v1/images/generations
     app.register_blueprint(openapi_api)  # GET /openapi.json
 
     @app.errorhandler(GatewayError)

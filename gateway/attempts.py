@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -79,8 +80,11 @@ async def first_answer(
     policy: RetryPolicy,
     deadline: float,
     stream: bool,
+    call: Callable[[Any, dict[str, Any], Target], Awaitable[Any]] | None = None,
 ) -> tuple[Any, ModelInfo]:
-    """The first model's answer (a Completion, or an open ChatStream)."""
+    """The first model's answer (a Completion, or an open ChatStream). `call`
+    (adapter, body, target) replaces the chat call, for the other endpoints
+    (embeddings, images), which share the loop."""
     failures: list[Failure] = []
     attempts = 0
     for model in chain:
@@ -98,8 +102,10 @@ async def first_answer(
             target = services.target(model, timeout_s=min(services.settings.upstream_timeout_s, remaining))
             started = time.perf_counter()
             try:
-                if stream:
-                    answer: Any = await _open_stream(adapter, body, target)
+                if call is not None:
+                    answer: Any = await call(adapter, body, target)
+                elif stream:
+                    answer = await _open_stream(adapter, body, target)
                 else:
                     answer = await adapter.complete(body, target)
             except UpstreamError as error:

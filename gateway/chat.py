@@ -36,6 +36,7 @@ from gateway.services import Services
 from gateway.validation import parse_json_object, validate_chat
 from ledger.events import Request
 from ledger.ids import format_request_id, new_request_id
+from ledger.pricing import quantize
 from ledger.trace import RequestTrace
 from ledger.writer import LedgerUnavailable
 
@@ -180,6 +181,8 @@ class ChatCall:
     def metered(self, model: ModelInfo, usage: Usage, source: str) -> Decimal:
         book = self.services.price_book
         cost = book.cost(model.id, usage.input_tokens, usage.output_tokens, usage.cached_tokens)
+        if usage.images:  # the images endpoint: each image at the model's list price per image
+            cost = quantize(cost + usage.images * self.services.price_book.prices[model.id].image)
         self.trace.add(
             Request.UsageMetered,
             provider=model.provider,
@@ -190,6 +193,7 @@ class ChatCall:
             source=source,
             price_book=book.version,
             cost=str(cost),
+            images=usage.images,
         )
         self.usage = usage
         return cost

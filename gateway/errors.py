@@ -31,6 +31,7 @@ TAXONOMY: dict[str, ErrorKind] = {
     "method_not_allowed": ErrorKind(405, "invalid_request_error", False, "The endpoint does not accept this method."),
     "model_not_found": ErrorKind(404, "invalid_request_error", False, "The model is not in the catalog, or its provider is not configured."),
     "model_does_not_support_images": ErrorKind(400, "invalid_request_error", False, "The model cannot take image input."),
+    "model_not_supported": ErrorKind(400, "invalid_request_error", False, "The model (or its provider) does not offer this endpoint, e.g. embeddings from an Anthropic model."),
     "context_length_exceeded": ErrorKind(400, "invalid_request_error", False, "The prompt does not fit the model's context window."),
     "rate_limited": ErrorKind(429, "rate_limit_error", False, "A 2api rate limit (per key or tenant) was hit; see retry-after."),
     "insufficient_balance": ErrorKind(402, "insufficient_quota", False, "The tenant's balance or monthly cap is exhausted."),

@@ -31,8 +31,9 @@ def completion_body(completion_id: str, created: int, model: str, completion: Co
                 "index": 0,
                 "message": completion.message,
                 "finish_reason": completion.finish_reason,
-                "logprobs": None,
-            }
+                "logprobs": completion.logprobs,
+            },
+            *(completion.more_choices or ()),
         ],
         "usage": usage_body(completion.usage),
     }

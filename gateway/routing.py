@@ -10,7 +10,9 @@
   and with no strategy named, `cost`.
 Either way a candidate is excluded, with the reason recorded, when its provider is
 not configured, it lacks a capability the request needs (streaming, tools, vision,
-json), the prompt does not fit its context window, or its circuit is open. The
+json, reasoning), its provider cannot honour a parameter the request sets
+(adapters/params.py), the prompt does not fit its context window, or its circuit is
+open. The
 `Routed` event keeps every candidate with its score and any exclusion.
 """
 
@@ -21,6 +23,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from adapters.catalog import ModelInfo
+from adapters.params import unsupported_parameter
 from gateway.attempts import RetryPolicy
 from gateway.errors import GatewayError
 from gateway.services import Services
@@ -50,13 +53,16 @@ def route(services: Services, body: dict[str, Any], started: float) -> Route:
     auto = body["model"] == "auto"
     strategy = (options.get("strategy") or DEFAULT_STRATEGY) if auto else "explicit"
     names = body.get("models", []) if auto else [body["model"], *body.get("models", ()), *options.get("fallbacks", ())]
-    models = _resolve(services, names) if names else [(m.id, m) for m in services.catalog.models]
+    # `auto` over the whole catalog ranks its chat models (embedding and image models
+    # serve their own endpoints).
+    models = _resolve(services, names) if names else [(m.id, m) for m in services.catalog.models if m.supports("chat")]
 
     candidates: list[dict[str, Any]] = []
     eligible: list[tuple[Any, ModelInfo]] = []
     seen: set[str] = set()
+    problems = {m.provider: unsupported_parameter(m.provider, body) for _, m in models if m is not None}
     for requested, model in models:
-        excluded = _exclusion(services, model, needs, prompt_tokens + output_tokens, seen)
+        excluded = _exclusion(services, model, needs, prompt_tokens + output_tokens, seen, problems)
         score = _score(services, strategy, model, prompt_tokens, output_tokens) if model and not excluded else None
         if (
             strategy == "quality"
@@ -73,7 +79,7 @@ def route(services: Services, body: dict[str, Any], started: float) -> Route:
             eligible.append((score, model))
 
     if not eligible:
-        raise _no_candidate(candidates, needs)
+        raise _no_candidate(candidates, needs, problems)
     if strategy != "explicit":
         eligible.sort(key=lambda pair: -pair[0] if strategy == "quality" else pair[0])
     chain = [model for _, model in eligible]
@@ -92,6 +98,8 @@ def required_capabilities(body: dict[str, Any]) -> list[str]:
         needs.append("vision")
     if (body.get("response_format") or {}).get("type") in ("json_object", "json_schema"):
         needs.append("json")
+    if body.get("reasoning_effort") is not None:
+        needs.append("reasoning")
     return needs
 
 
@@ -117,7 +125,8 @@ def _resolve(services: Services, names: list[str]) -> list[tuple[str, ModelInfo 
 
 
 def _exclusion(
-    services: Services, model: ModelInfo | None, needs: list[str], tokens: int, seen: set[str]
+    services: Services, model: ModelInfo | None, needs: list[str], tokens: int, seen: set[str],
+    problems: dict[str, tuple[str, str] | None],
 ) -> str | None:
     if model is None:
         return "not in the catalog"
@@ -128,6 +137,9 @@ def _exclusion(
     missing = [need for need in needs if not model.supports(need)]
     if missing:
         return "does not support " + ", ".join(missing)
+    problem = problems.get(model.provider)
+    if problem is not None:
+        return f"provider {model.provider} does not support the parameter {problem[0]}"
     if tokens > model.context_window:
         return f"request needs ~{tokens} tokens, context window is {model.context_window}"
     if services.breakers.state(model.id) == "open":
@@ -160,7 +172,9 @@ def _reason(strategy: str, chain: list[ModelInfo]) -> str:
     return f"auto: {chain[0].id} has the {best[strategy]} of {len(chain)} eligible models"
 
 
-def _no_candidate(candidates: list[dict[str, Any]], needs: list[str]) -> GatewayError:
+def _no_candidate(
+    candidates: list[dict[str, Any]], needs: list[str], problems: dict[str, tuple[str, str] | None]
+) -> GatewayError:
     reasons = [c["excluded"] or "" for c in candidates]
     if all(r == "circuit open" for r in reasons):
         return GatewayError("provider_unavailable",
@@ -171,6 +185,9 @@ def _no_candidate(candidates: list[dict[str, Any]], needs: list[str]) -> Gateway
                             f"available: {first['excluded']}.", param="model")
     if len(candidates) == 1 and "context window" in reasons[0]:
         return GatewayError("context_length_exceeded", f"The prompt does not fit: {reasons[0]}.", param="messages")
+    if len(candidates) == 1 and "does not support the parameter" in reasons[0]:
+        param, message = problems[reasons[0].split()[1]]  # type: ignore[misc]
+        return GatewayError("invalid_request", message, param=param)
     if len(candidates) == 1 and "vision" in reasons[0]:
         return GatewayError("model_does_not_support_images",
                             f"{candidates[0]['model']} does not accept images.", param="messages")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from . import anthropic, control, google, openai
+from . import anthropic, control, google, media, openai
 
 SHUTDOWN_TIMEOUT_S = 1.0  # hung (`timeout` fault) requests must not hold up a stop
 MAX_BODY_BYTES = 64 * 1024 * 1024  # room for inline images
@@ -42,6 +42,9 @@ def build_app() -> web.Application:
     app[control.STATE] = control.SimState()
     router = app.router
     router.add_post("/v1/chat/completions", openai.chat_completions)
+    router.add_post("/v1/embeddings", openai.embeddings)
+    router.add_post("/v1/images/generations", openai.images)
+    router.add_get("/_sim/images/{name}", media.serve_image)
     router.add_post("/v1/messages", anthropic.messages)
     router.add_post("/v1/messages/count_tokens", anthropic.count_message_tokens)
     router.add_get("/v1/models", _list_models)

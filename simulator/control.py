@@ -18,6 +18,9 @@ generation request is applied and its `count` consumed (omitted = until cleared)
 - `malformed`: a 200 whose body is not valid JSON; on a stream, event number
   `after_chunks` (0 = the first) is a data line that is not valid JSON, then the
   stream ends.
+- `content_filter`: the provider's safety system stops the reply after three pieces
+  (OpenAI `finish_reason: content_filter`, Anthropic `stop_reason: refusal`, Gemini
+  `finishReason: SAFETY` with no content).
 
 If a stream has no more than `after_chunks` events the fault does not fire on it (but
 its count is consumed). Faults apply to generation requests (chat, messages,
@@ -49,7 +52,7 @@ from aiohttp import web
 
 PROVIDERS = ("openai", "anthropic", "google")
 PROVIDER_ALIASES = {"gemini": "google", "google-genai": "google"}
-FAULT_MODES = ("status", "timeout", "disconnect", "malformed")
+FAULT_MODES = ("status", "timeout", "disconnect", "malformed", "content_filter")
 SECRET_HEADERS = frozenset({"authorization", "x-api-key", "x-goog-api-key", "api-key", "proxy-authorization", "cookie"})
 SECRET_QUERY = frozenset({"key", "api_key"})
 REDACTED = "[redacted]"

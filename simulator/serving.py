@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Protocol
 
 import orjson
 from aiohttp import web
 
 from .control import STATE, Fault, Latency
-from .text import Reply, make_reply
+from .text import Reply, count_tokens, make_reply
+from .tools import ToolChoice, ToolSpec, fragments, plan_calls, structured_text
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
 _HANG_POLL_S = 0.05
+AWKWARD_WRITE_BYTES = 13
 
 
 @dataclass(slots=True)
@@ -39,6 +41,14 @@ class Conversation:
     system_tokens: int = 0
     cache_marked: bool = False  # the request asked for caching (Anthropic cache_control)
     options: dict[str, Any] = field(default_factory=dict)  # provider-specific flags
+    tools: list[ToolSpec] = field(default_factory=list)
+    tool_choice: ToolChoice = field(default_factory=ToolChoice)
+    after_tool_result: bool = False  # the last turn is a tool result
+    call_id_prefix: str = ""  # the provider's tool call id style ("call_", "toolu_"; Gemini: none)
+    json_mode: bool = False  # structured output asked for
+    json_schema: Any = None  # its schema, if any
+    n: int = 1  # choices asked for
+    logprobs: int | None = None  # None: not asked for; else how many top alternatives
 
 
 @dataclass(slots=True)
@@ -54,6 +64,7 @@ class StreamPlan:
     head: list[bytes]  # framing events before the first token (e.g. message_start)
     tokens: list[bytes]  # one event per reply piece: these are paced
     tail: list[bytes]  # finish, usage, terminator
+    awkward: bool = False  # write the body in small pieces cut at odd byte offsets
 
 
 class Wire(Protocol):
@@ -87,8 +98,9 @@ def positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
-async def admit(wire: Wire, request: web.Request, counting: bool = False) -> Conversation | web.Response:
-    """Read, log, authenticate and parse a request: its Conversation, or the error to answer."""
+async def admit(wire: Wire, request: web.Request, counting: bool = False, parse: Any = None) -> Any:
+    """Read, log, authenticate and parse a request: its Conversation (or what `parse`
+    makes of the body), or the error to answer."""
     state = request.app[STATE]
     raw = await request.read()
     try:
@@ -102,7 +114,33 @@ async def admit(wire: Wire, request: web.Request, counting: bool = False) -> Con
         return denied
     if not isinstance(body, dict):
         return wire.error(400, "the request body must be a JSON object")
+    if parse is not None:
+        return parse(request, body)
     return wire.parse(request, body, counting)
+
+
+async def handle_unary(wire: Wire, request: web.Request, parse: Any, answer: Any) -> web.StreamResponse:
+    """A request answered in one JSON body (embeddings, image generation): `parse`
+    (request, body) gives (model, parsed) or the error response; `answer` (request,
+    parsed, filtered) the response. Faults, latency and the request log apply as to chat."""
+    parsed = await admit(wire, request, parse=parse)
+    if isinstance(parsed, web.StreamResponse):
+        return parsed
+    model, payload = parsed
+    state = request.app[STATE]
+    fault = state.match_fault(wire.name, model, False) if state.faults else None
+    if fault is not None and fault.mode != "content_filter":
+        if fault.mode == "status":
+            return wire.error(fault.status or 500, fault.message, fault.retry_after)
+        if fault.mode == "timeout":
+            return await _hang(request)
+        if fault.mode == "disconnect":
+            return _disconnect(request)
+        return web.Response(body=b'{"data": [{"embedding": ', headers=JSON_HEADERS)  # malformed
+    latency = state.latency_for(wire.name, model) if state.latency else None
+    if latency is not None and latency.ttft_s:
+        await asyncio.sleep(latency.ttft_s)
+    return answer(request, payload, fault is not None)
 
 
 def admit_get(wire: Wire, request: web.Request) -> web.Response | None:
@@ -119,7 +157,7 @@ async def handle(wire: Wire, request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
 
     fault = state.match_fault(wire.name, conv.model, conv.stream) if state.faults else None
-    if fault is not None and not (conv.stream and fault.after_chunks):
+    if fault is not None and fault.mode != "content_filter" and not (conv.stream and fault.after_chunks):
         if fault.mode == "status":
             return wire.error(fault.status or 500, fault.message, fault.retry_after)
         if fault.mode == "timeout":
@@ -130,14 +168,87 @@ async def handle(wire: Wire, request: web.Request) -> web.StreamResponse:
             return web.Response(body=b'{"id": "malformed", "choices": [{"message": ', headers=JSON_HEADERS)
 
     cached, written = state.prompt_cache(wire.name, conv.model, conv.system_text, conv.system_tokens)
-    reply = make_reply(conv.model, conv.prompt, conv.max_tokens, conv.stop)
-    usage = Metered(conv.input_tokens, reply.output_tokens, cached, written)
+    reply = compose_reply(conv)
+    if fault is not None and fault.mode == "content_filter":
+        reply, fault = filtered(reply), None
+    usage = Metered(conv.input_tokens, reply.total_output_tokens, cached, written)
     latency = state.latency_for(wire.name, conv.model) if state.latency else None
     if conv.stream:
         return await _stream(wire, request, wire.stream(conv, reply, usage), latency, fault)
     if latency is not None:
         await asyncio.sleep(latency.ttft_s + reply.output_tokens * latency.token_s)
     return wire.plain(conv, reply, usage)
+
+
+def compose_reply(conv: Conversation) -> Reply:
+    """What the model answers: tool calls, structured output, or text (n choices), after
+    its thinking when extended thinking was asked for (`options["thinking"]`)."""
+    reply = _compose(conv)
+    if conv.options.get("thinking"):
+        thinking = f"The question is: {conv.prompt[:80]}. A short, plain answer will do."
+        reply = replace(reply, thinking=thinking, output_tokens=reply.output_tokens + count_tokens(thinking))
+    return reply
+
+
+def _compose(conv: Conversation) -> Reply:
+    reply = make_reply(conv.model, conv.prompt, conv.max_tokens, conv.stop)
+    calls = plan_calls(conv.model, conv.prompt, conv.tools, conv.tool_choice, conv.after_tool_result,
+                       conv.call_id_prefix)
+    if calls:
+        return _tool_reply(calls, conv.max_tokens)
+    if conv.json_mode:
+        return _limited(fragments(structured_text(conv.model, conv.prompt, conv.json_schema, reply.text)),
+                        conv.max_tokens)
+    if conv.n > 1:
+        more = tuple(make_reply(conv.model, f"{conv.prompt}\x00choice {i}", conv.max_tokens, conv.stop)
+                     for i in range(1, conv.n))
+        return Reply(reply.pieces, reply.text, reply.output_tokens, reply.finish, reply.stop_sequence, more=more)
+    return reply
+
+
+def _limited(pieces: tuple[str, ...], max_tokens: int | None) -> Reply:
+    """A reply of these pieces, cut where the output-token limit is reached."""
+    text = "".join(pieces)
+    tokens = count_tokens(text)
+    if max_tokens is None or tokens <= max_tokens:
+        return Reply(pieces, text, tokens, "stop")
+    kept: list[str] = []
+    for piece in pieces:
+        if count_tokens("".join(kept) + piece) > max_tokens:
+            break
+        kept.append(piece)
+    text = "".join(kept)
+    return Reply(tuple(kept), text, count_tokens(text), "length")
+
+
+def _tool_reply(calls: tuple[Any, ...], max_tokens: int | None) -> Reply:
+    total = sum(call.tokens for call in calls)
+    if max_tokens is None or total <= max_tokens:
+        return Reply((), "", total, "tool_calls", tool_calls=calls)
+    # Cut inside the arguments, as a model hitting its limit mid-call is.
+    kept = []
+    budget = max_tokens
+    for call in calls:
+        if call.tokens <= budget:
+            kept.append(call)
+            budget -= call.tokens
+            continue
+        pieces: list[str] = []
+        for piece in call.fragments:
+            if count_tokens(call.name + "".join(pieces) + piece) > budget:
+                break
+            pieces.append(piece)
+        partial = "".join(pieces)
+        kept.append(type(call)(call.id, call.name, None, partial, tuple(pieces), budget))
+        break
+    return Reply((), "", max_tokens, "length", tool_calls=tuple(kept))
+
+
+def filtered(reply: Reply) -> Reply:
+    """The reply a provider's safety system stops after a few pieces."""
+    pieces = reply.pieces[:3]
+    text = "".join(pieces)
+    return Reply(pieces, text, count_tokens(text), "content_filter")
 
 
 async def _stream(
@@ -163,6 +274,14 @@ async def _send_events(
         await asyncio.sleep(latency.ttft_s)
     await response.prepare(request)
     events = [*plan.head, *plan.tokens, *plan.tail]
+    if plan.awkward and fault is None and latency is None:
+        # Tool arguments and structured output: the body goes out in small writes cut at
+        # odd byte offsets (inside events, inside UTF-8 sequences), as a network may cut it.
+        body = b"".join(events)
+        for start in range(0, len(body), AWKWARD_WRITE_BYTES):
+            await response.write(body[start : start + AWKWARD_WRITE_BYTES])
+        await response.write_eof()
+        return
     if fault is None and latency is None:
         # Nothing to pace or break: one write (and one chunked-encoding frame) instead of
         # one per event. Clients still parse the same events; only TCP segmentation differs.

@@ -139,8 +139,34 @@ class Reply:
     pieces: tuple[str, ...]  # what a stream sends, one chunk each
     text: str
     output_tokens: int
-    finish: str  # "stop" | "length" | "stop_sequence" (each provider maps it)
+    # "stop" | "length" | "stop_sequence" | "tool_calls" | "content_filter" (each provider maps it)
+    finish: str
     stop_sequence: str | None = None
+    tool_calls: tuple[Any, ...] = ()  # simulator.tools.ToolCall, when the model calls tools
+    more: tuple[Reply, ...] = ()  # the other choices, when n > 1 was asked for
+    thinking: str = ""  # extended thinking (Anthropic), counted in output_tokens
+
+    @property
+    def total_output_tokens(self) -> int:
+        return self.output_tokens + sum(r.output_tokens for r in self.more)
+
+
+def piece_logprob(piece: str, position: int) -> float:
+    """The log probability a simulated model gives a piece: in (-2.5, 0], deterministic."""
+    digest = hashlib.sha256(f"{position}\x00{piece}".encode()).digest()
+    return -round(digest[0] / 102.0, 4)
+
+
+def top_alternatives(piece: str, position: int, k: int) -> list[tuple[str, float]]:
+    """The k most likely pieces at a position: the chosen one first, then vocabulary words
+    each less likely than the one before."""
+    chosen = piece_logprob(piece, position)
+    digest = hashlib.sha256(f"alt\x00{position}\x00{piece}".encode()).digest()
+    alternatives = [(piece, chosen)]
+    for i in range(1, k):
+        word = VOCABULARY[digest[i % len(digest)]]
+        alternatives.append((" " + word, round(chosen - 0.5 * i, 4)))
+    return alternatives
 
 
 @lru_cache(maxsize=8192)

@@ -13,6 +13,7 @@ from tests.routing.conftest import client_of, ledger_events
 
 HI = [{"role": "user", "content": "hi"}]
 CATALOG = default_catalog()
+CHAT_MODELS = [m for m in CATALOG.models if m.supports("chat")]  # what `auto` ranks
 
 
 def auto(gateway, strategy: str | None = None, **extra):
@@ -30,18 +31,18 @@ def routed(gateway, raw) -> dict:
 def test_cost_picks_the_cheapest_capable_model(make_gateway, sim):
     gateway = make_gateway()
     raw = auto(gateway, "cost")
-    cheapest = min(CATALOG.models, key=lambda m: (m.price["input"] * 6 + m.price["output"] * 256))
+    cheapest = min(CHAT_MODELS, key=lambda m: (m.price["input"] * 6 + m.price["output"] * 256))
     assert raw.headers["x-2api-model"] == cheapest.id == "google/gemini-1.5-flash"
     assert raw.headers["x-2api-routing-strategy"] == "cost"
     event = routed(gateway, raw)
     scores = [Decimal(c["score"]) for c in event["candidates"] if c["excluded"] is None]
-    assert len(scores) == len(CATALOG.models)
+    assert len(scores) == len(CHAT_MODELS)
     assert event["chain"][0] == cheapest.id
 
 
 def test_quality_picks_the_best_model_and_max_cost_caps_it(make_gateway, sim):
     gateway = make_gateway()
-    best = max(CATALOG.models, key=lambda m: m.quality)
+    best = max(CHAT_MODELS, key=lambda m: m.quality)
     assert auto(gateway, "quality").headers["x-2api-model"] == best.id
     capped = auto(gateway, extra_body={"routing": {"strategy": "quality", "max_cost": "0.0001"}})
     event = routed(gateway, capped)
@@ -49,7 +50,7 @@ def test_quality_picks_the_best_model_and_max_cost_caps_it(make_gateway, sim):
     assert chosen.id != best.id
     excluded = {c["model"]: c["excluded"] for c in event["candidates"]}
     assert excluded[best.id].startswith("estimated cost over max_cost")
-    allowed = [m for m in CATALOG.models if excluded[m.id] is None]
+    allowed = [m for m in CHAT_MODELS if excluded[m.id] is None]
     assert chosen.quality == max(m.quality for m in allowed)
 
 
