@@ -32,7 +32,7 @@ def store_status(config: AnalyticsConfig, database_url: str | None) -> dict[str,
         oldest = projection.oldest_unshipped(position.position) if head > position.position else None
         return {
             "name": NAME, "engine": store.engine, "store": store.where, "position": position.position,
-            "pending": [position.pending_from, position.pending_to] if position.pending else None,
+            "in_flight_to": position.in_flight_to if position.pending else None,
             "head": head, "lag_events": max(head - position.position, 0),
             "lag_seconds": round((datetime.now(UTC) - oldest).total_seconds(), 3) if oldest else 0.0,
             "state": "not running (read from the store)",

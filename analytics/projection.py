@@ -1,17 +1,18 @@
 """The analytics projection: follows the ledger's notification log into ClickHouse.
 
-Exactly-once, in three steps per batch, all state kept in the analytics store itself
-(so wiping the store restarts the projection from the beginning of the ledger):
+Exactly-once, with all state in the analytics store itself (so wiping the store
+restarts the projection from the beginning of the ledger). Per batch:
 
-1. record the batch as pending: `projection_state.pending_from/to`;
-2. insert its rows into `ledger_events`, `attempts` and `requests`, each insert with
-   a dedup token naming the batch (`analytics:<from>-<to>:<table>`);
-3. record the position as `<to>` and clear the pending batch.
+1. insert its rows into `ledger_events`, `attempts` and `requests`, each insert with
+   a dedup token naming the batch (`analytics:<first>-<last>:<table>`);
+2. record `<last>` as the position (`projection_state`).
 
-A crash anywhere leaves either nothing pending (step 3 done) or a pending batch that
-the next start ships again, with the same notifications and therefore the same rows
-and tokens: ClickHouse drops blocks it already has, in the tables and in the rollups'
-materialized views. So a restart mid-batch neither loses nor double-counts.
+`ledger_events` gets a row for every event of a batch and is written first, so after
+a crash its largest notification id above the recorded position is the end of the
+batch that was in flight. The next start ships exactly that range again: the same
+notifications, so the same rows and the same tokens, and ClickHouse drops the blocks
+it already has, in the tables and in the rollups' materialized views. A restart
+mid-batch therefore neither loses nor double-counts.
 
 Batches are cut only between requests: a request's events are committed in one
 transaction, and the rows of a request need all of them.
@@ -43,13 +44,12 @@ EXTEND_STEP = 200  # notifications read at a time to finish a request cut by the
 
 @dataclass(frozen=True, slots=True)
 class Position:
-    position: int
-    pending_from: int
-    pending_to: int
+    position: int  # the last notification shipped and recorded
+    in_flight_to: int = 0  # > position: a batch was being shipped up to here when the last run stopped
 
     @property
     def pending(self) -> bool:
-        return self.pending_to > 0
+        return self.in_flight_to > self.position
 
 
 class AnalyticsProjection:
@@ -73,38 +73,36 @@ class AnalyticsProjection:
         return self._state
 
     def _read_state(self) -> Position:
-        _, rows = self.store.query(
-            "SELECT argMax(position, version), argMax(pending_from, version), argMax(pending_to, version)"
-            " FROM projection_state WHERE name = {name:String}",
-            {"name": self.name},
-        )
-        if not rows or rows[0][0] is None:
-            return Position(0, 0, 0)
-        return Position(*(int(v or 0) for v in rows[0]))
+        position = int(self.store.scalar(
+            "SELECT argMax(position, version) FROM projection_state WHERE name = {name:String}",
+            {"name": self.name}) or 0)
+        in_flight = int(self.store.scalar(
+            "SELECT max(notification_id) FROM ledger_events WHERE notification_id > {p:UInt64}",
+            {"p": position}) or 0)
+        return Position(position, in_flight)
 
-    def _save_state(self, position: int, pending_from: int = 0, pending_to: int = 0) -> None:
+    def _save_state(self, position: int) -> None:
         self.store.insert(
             "projection_state",
-            ("name", "position", "pending_from", "pending_to", "updated", "version"),
-            [(self.name, position, pending_from, pending_to, datetime.now(UTC), time.time_ns())],
+            ("name", "position", "updated", "version"),
+            [(self.name, position, datetime.now(UTC), time.time_ns())],
             token=f"{self.name}:state:{time.time_ns()}",
         )
-        self._state = Position(position, pending_from, pending_to)
+        self._state = Position(position)
 
     # -- one step ------------------------------------------------------------
 
     def step(self) -> int:
-        """Ship the pending batch, if any, else the next batch. The number of ledger
-        events shipped (0: caught up)."""
+        """Ship the batch left in flight, if any, else the next batch. The number of
+        ledger events shipped (0: caught up)."""
         state = self.position()
         if state.pending:
-            events = self._read_range(state.pending_from, state.pending_to)
-            self._ship(events, state.pending_from, state.pending_to, already_pending=True)
-            return len(events)
-        events = self._read_batch(state.position)
+            events = self._read_range(state.position + 1, state.in_flight_to)
+        else:
+            events = self._read_batch(state.position)
         if not events:
             return 0
-        self._ship(events, events[0].notification_id, events[-1].notification_id)
+        self._ship(events)
         return len(events)
 
     def catch_up(self, max_steps: int = 1_000_000) -> int:
@@ -116,16 +114,16 @@ class AnalyticsProjection:
             shipped += count
         return shipped
 
-    def _ship(self, events: Sequence[R.LedgerEvent], first: int, last: int, already_pending: bool = False) -> None:
-        if not already_pending:
-            self._save_state(self.position().position, first, last)
+    def _ship(self, events: Sequence[R.LedgerEvent]) -> None:
+        first, last = events[0].notification_id, events[-1].notification_id
         rows = R.build_rows(events, self._owner_of)
         self._insert(rows, f"{self.name}:{first}-{last}")
         self._save_state(last)
 
     def _insert(self, rows: R.Rows, token: str) -> None:
-        # Ledger lines first and requests last: the rollups hang off `requests`, and
-        # a dashboard that sees a request's rollup should find its lines too.
+        # Ledger lines first: they mark how far the batch got (see the module doc).
+        # Requests last: the rollups hang off them, and a dashboard that sees a
+        # request in a rollup should find its lines too.
         self.store.insert("ledger_events", R.EVENT_COLUMNS, rows.events, token + ":ledger_events")
         self.store.insert("attempts", R.ATTEMPT_COLUMNS, rows.attempts, token + ":attempts")
         self.store.insert("requests", R.REQUEST_COLUMNS, rows.requests, token + ":requests")
@@ -136,13 +134,24 @@ class AnalyticsProjection:
         recorder = self.ledger.recorder
         page = recorder.select_notifications(after + 1, self.batch_size)
         events = [self._decode(n) for n in page]
-        full = len(page) == self.batch_size
-        # A full page may end inside a request: read on until it is whole. (A page
-        # that reached the end of the log holds whole transactions only.)
-        while full and R.open_requests(events):
+        if len(page) < self.batch_size:
+            return events  # the end of the log: only whole transactions are visible
+        # A full page may end inside a request: read on, one event at a time, until
+        # the requests it left open are whole (their events are contiguous).
+        still_open = R.open_requests(events)
+        while still_open:
             more = recorder.select_notifications(events[-1].notification_id + 1, EXTEND_STEP)
-            events.extend(self._decode(n) for n in more)
-            full = len(more) == EXTEND_STEP
+            for notification in more:
+                event = self._decode(notification)
+                events.append(event)
+                if event.name in R.TERMINAL:
+                    still_open.discard(event.originator_id)
+                elif event.aggregate == "Request" and event.version == 1:
+                    still_open.add(event.originator_id)
+                if not still_open:
+                    break
+            if len(more) < EXTEND_STEP:
+                break
         return events
 
     def _read_range(self, first: int, last: int) -> list[R.LedgerEvent]:

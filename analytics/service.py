@@ -130,7 +130,8 @@ class LocalAnalytics:
         async with self._open_lock:
             if self._store is not None:
                 return self._store
-            if time.monotonic() - self._failed_at < REOPEN_AFTER_S:
+            projection_up = self.runner is not None and self.runner.status.state in ("running", "caught_up")
+            if time.monotonic() - self._failed_at < REOPEN_AFTER_S and not projection_up:
                 raise AnalyticsUnavailable(self._last_error)
             try:
                 self._store = await asyncio.to_thread(AnalyticsStore.open, self.config)

@@ -91,16 +91,14 @@ PARTITION BY toYYYYMM(time)
 ORDER BY (tenant, time, originator_id, version)
 SETTINGS non_replicated_deduplication_window = 10000;
 
--- Where each projection stands in the ledger. `pending_*` names a batch being
--- shipped: after a crash it is shipped again, identically, so the dedup tokens match.
+-- Where each projection stands in the ledger: the last notification it shipped.
+-- (A batch in flight when a run stopped is found in ledger_events, above it.)
 CREATE TABLE IF NOT EXISTS projection_state
 (
-    name         String,
-    position     UInt64,
-    pending_from UInt64,
-    pending_to   UInt64,
-    updated      DateTime64(3, 'UTC'),
-    version      UInt64
+    name     String,
+    position UInt64,
+    updated  DateTime64(3, 'UTC'),
+    version  UInt64
 )
 ENGINE = ReplacingMergeTree(version)
 ORDER BY name;
