@@ -9,6 +9,7 @@ nothing but the process owning the analytics store opens it.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import hmac
 import io
@@ -58,7 +59,8 @@ def analytics_blueprint(services: Services) -> Blueprint:
             if not tenant:
                 raise GatewayError("invalid_request", "reconciliation is about one tenant: pass `tenant`.",
                                    param="tenant")
-            return _json(await _guard(services.analytics.reconcile(tenant, services.ledger)))
+            report = await _guard(services.analytics.reconcile(tenant, services.ledger))
+            return _json({**report, "projection": await _projected_balance(services, tenant)})
         return await _answer(services, name, params, queries.Scope(tenant=None))
 
     @bp.get("/v1/analytics")
@@ -96,6 +98,17 @@ async def _answer(services: Services, name: str, params: dict[str, str], scope: 
     return _json(answer)
 
 
+async def _projected_balance(services: Services, tenant: str) -> dict[str, Any]:
+    """The tenancy projection's balance for the tenant (ledger/projections), when this
+    process has that projection's view; with the position it stands at."""
+    view = getattr(services, "view", None)
+    if view is None or not hasattr(view, "balances"):
+        return {"available": False, "reason": "the tenancy projection's view is not open in this process"}
+    balances = await asyncio.to_thread(view.balances)
+    position = await asyncio.to_thread(view.position) if hasattr(view, "position") else None
+    return {"available": True, "balance": balances.get("tenant:" + tenant), "position": position}
+
+
 async def _guard(awaitable: Any) -> Any:
     try:
         return await awaitable
@@ -109,16 +122,18 @@ async def _guard(awaitable: Any) -> Any:
 
 
 def _admin(services: Services) -> None:
-    # gateway/admin.py (the Admin API) was not there when this was written; this is
-    # the same check: a bearer token compared in constant time.
+    # The same rule as gateway/admin.py's (whose checks are private to its blueprint):
+    # no admin token configured, no Admin API; otherwise a bearer token compared in
+    # constant time. Tenant keys on /admin paths are refused by admin.py's app-wide hook.
     expected = services.settings.admin_token
     if not expected:
-        raise GatewayError("authentication_error", "The admin API is disabled: set TWOAPI_ADMIN_TOKEN.",
-                           headers={"www-authenticate": "Bearer"})
+        raise GatewayError("permission_denied", "The Admin API is disabled: set TWOAPI_ADMIN_TOKEN to enable it.")
     scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
-        raise GatewayError("authentication_error", "Missing or wrong admin token.",
+    if scheme.lower() != "bearer" or not token.strip():
+        raise GatewayError("authentication_error", "Missing admin token: send 'Authorization: Bearer <token>'.",
                            headers={"www-authenticate": "Bearer"})
+    if not hmac.compare_digest(token.strip().encode(), expected.encode()):
+        raise GatewayError("authentication_error", "Incorrect admin token.", headers={"www-authenticate": "Bearer"})
 
 
 def _args() -> dict[str, str]:
