@@ -135,7 +135,7 @@ def _bad(param: str, message: str) -> GatewayError:
 def to_chat_body(body: dict[str, Any]) -> dict[str, Any]:
     """An Anthropic Messages request -> the gateway's OpenAI-shaped chat body."""
     for name in ("model", "max_tokens", "messages"):
-        if name not in body:
+        if body.get(name) is None:
             raise GatewayError("invalid_request", f"Missing required parameter: '{name}'.", param=name)
     for name, value in body.items():
         if name not in MESSAGES_FIELDS:
@@ -172,11 +172,15 @@ def to_chat_body(body: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(metadata, dict):
             raise _bad("metadata", "expected an object.")
         if metadata.get("user_id") is not None:
-            chat["user"] = str(metadata["user_id"])
+            if not isinstance(metadata["user_id"], str):
+                raise _bad("metadata.user_id", "expected a string.")
+            chat["user"] = metadata["user_id"]
     if body.get("tools"):
         chat["tools"] = _tools(body["tools"])
     if body.get("tool_choice") is not None:
         _tool_choice(body["tool_choice"], chat)
+    if body.get("service_tier") is not None and not isinstance(body["service_tier"], str):
+        raise _bad("service_tier", "expected a string.")
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise _bad("stream", "expected a boolean.")
@@ -296,9 +300,13 @@ def _tools(tools: Any) -> list[dict[str, Any]]:
             raise _bad(f"tools[{i}]", "expected a tool with a name and an input_schema.")
         if tool.get("type") not in (None, "custom"):
             raise _bad(f"tools[{i}].type", "Anthropic's server tools are not supported through the gateway.")
-        function: dict[str, Any] = {"name": tool["name"],
-                                    "parameters": tool.get("input_schema") or {"type": "object"}}
-        if tool.get("description"):
+        schema = tool.get("input_schema")
+        if schema is not None and not isinstance(schema, dict):
+            raise _bad(f"tools[{i}].input_schema", "expected a JSON Schema object.")
+        function: dict[str, Any] = {"name": tool["name"], "parameters": schema or {"type": "object"}}
+        if tool.get("description") is not None:
+            if not isinstance(tool["description"], str):
+                raise _bad(f"tools[{i}].description", "expected a string.")
             function["description"] = tool["description"]
         out.append({"type": "function", "function": function})
     return out
@@ -318,7 +326,10 @@ def _tool_choice(choice: Any, chat: dict[str, Any]) -> None:
         chat["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
     else:
         raise _bad("tool_choice", "expected type auto, any, none, or tool with a name.")
-    if choice.get("disable_parallel_tool_use") and "tools" in chat:
+    disable = choice.get("disable_parallel_tool_use")
+    if disable is not None and not isinstance(disable, bool):
+        raise _bad("tool_choice.disable_parallel_tool_use", "expected a boolean.")
+    if disable and "tools" in chat:
         chat["parallel_tool_calls"] = False
 
 

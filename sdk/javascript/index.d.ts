@@ -5,7 +5,7 @@ export declare const DEFAULT_BASE_URL: string;
 
 export type ErrorCode =
   | 'invalid_request' | 'invalid_json' | 'request_too_large' | 'authentication_error' | 'permission_denied'
-  | 'not_found' | 'method_not_allowed' | 'model_not_found' | 'model_does_not_support_images'
+  | 'not_found' | 'method_not_allowed' | 'model_not_found' | 'model_not_supported' | 'model_does_not_support_images'
   | 'context_length_exceeded' | 'rate_limited' | 'insufficient_balance' | 'upstream_rate_limited'
   | 'upstream_overloaded' | 'upstream_error' | 'upstream_auth_error' | 'upstream_timeout'
   | 'provider_unavailable' | 'all_candidates_failed' | 'content_filtered' | 'ledger_unavailable'
@@ -170,6 +170,7 @@ export declare class APIError extends TwoAPIError {
 export declare class BadRequestError extends APIError {}
 export declare class InvalidRequestError extends BadRequestError {}
 export declare class InvalidJSONError extends BadRequestError {}
+export declare class ModelNotSupportedError extends BadRequestError {}
 export declare class ModelDoesNotSupportImagesError extends BadRequestError {}
 export declare class ContextLengthExceededError extends BadRequestError {}
 export declare class ContentFilteredError extends BadRequestError {}

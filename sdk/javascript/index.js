@@ -25,6 +25,7 @@ export const TAXONOMY = Object.freeze({
   not_found: [404, 'invalid_request_error', false],
   method_not_allowed: [405, 'invalid_request_error', false],
   model_not_found: [404, 'invalid_request_error', false],
+  model_not_supported: [400, 'invalid_request_error', false],
   model_does_not_support_images: [400, 'invalid_request_error', false],
   context_length_exceeded: [400, 'invalid_request_error', false],
   rate_limited: [429, 'rate_limit_error', false],
@@ -94,6 +95,7 @@ export class APIError extends TwoAPIError {
 export class BadRequestError extends APIError {}
 export class InvalidRequestError extends BadRequestError {}
 export class InvalidJSONError extends BadRequestError {}
+export class ModelNotSupportedError extends BadRequestError {}
 export class ModelDoesNotSupportImagesError extends BadRequestError {}
 export class ContextLengthExceededError extends BadRequestError {}
 export class ContentFilteredError extends BadRequestError {}
@@ -125,6 +127,7 @@ export const ERROR_CLASSES = Object.freeze({
   not_found: NotFoundError,
   method_not_allowed: MethodNotAllowedError,
   model_not_found: ModelNotFoundError,
+  model_not_supported: ModelNotSupportedError,
   model_does_not_support_images: ModelDoesNotSupportImagesError,
   context_length_exceeded: ContextLengthExceededError,
   rate_limited: RateLimitError,

@@ -16,7 +16,7 @@ from gateway.app import create_app
 from gateway.config import Settings
 from gateway.errors import TAXONOMY
 from gateway.routing import ROUTING_FIELDS
-from gateway.validation import CHAT_FIELDS, REQUIRED_CHAT_FIELDS
+from gateway.validation import CHAT_FIELDS, EMBEDDING_FIELDS, IMAGE_FIELDS, REQUIRED_CHAT_FIELDS
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = yaml.safe_load((REPO / "docs" / "openapi.yaml").read_text())
@@ -89,6 +89,15 @@ def test_chat_request_fields_are_the_validators():
     assert set(routing["properties"]) == set(ROUTING_FIELDS)
 
 
+def test_embeddings_and_images_request_fields_are_the_validators():
+    embeddings = SPEC["components"]["schemas"]["EmbeddingsRequest"]
+    assert set(embeddings["properties"]) == set(EMBEDDING_FIELDS)
+    assert embeddings["required"] == ["model", "input"]
+    images = SPEC["components"]["schemas"]["ImagesRequest"]
+    assert set(images["properties"]) == set(IMAGE_FIELDS)
+    assert images["required"] == ["model", "prompt"]
+
+
 def test_messages_request_fields_are_the_translators():
     schema = SPEC["components"]["schemas"]["MessagesRequest"]
     assert set(schema["properties"]) == set(MESSAGES_FIELDS)
@@ -131,5 +140,7 @@ def test_api_reference_field_tables_match_the_validators(api_md):
     assert table("### Chat request fields") == set(CHAT_FIELDS)
     assert table("### Routing options") == set(ROUTING_FIELDS)
     assert table("### Messages request fields") == set(MESSAGES_FIELDS)
+    assert table("### Embeddings request fields") == set(EMBEDDING_FIELDS)
+    assert table("### Images request fields") == set(IMAGE_FIELDS)
     for code in TAXONOMY:
         assert f"`{code}`" in (REPO / "docs" / "errors.md").read_text()

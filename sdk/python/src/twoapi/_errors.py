@@ -29,6 +29,7 @@ TAXONOMY: dict[str, ErrorKind] = {
     "not_found": ErrorKind(404, "invalid_request_error", False),
     "method_not_allowed": ErrorKind(405, "invalid_request_error", False),
     "model_not_found": ErrorKind(404, "invalid_request_error", False),
+    "model_not_supported": ErrorKind(400, "invalid_request_error", False),
     "model_does_not_support_images": ErrorKind(400, "invalid_request_error", False),
     "context_length_exceeded": ErrorKind(400, "invalid_request_error", False),
     "rate_limited": ErrorKind(429, "rate_limit_error", False),
@@ -118,6 +119,10 @@ class InvalidRequestError(BadRequestError):
 
 class InvalidJSONError(BadRequestError):
     pass
+
+
+class ModelNotSupportedError(BadRequestError):
+    """The model (or its provider) does not offer this endpoint, e.g. embeddings from Anthropic."""
 
 
 class ModelDoesNotSupportImagesError(BadRequestError):
@@ -214,6 +219,7 @@ ERROR_CLASSES: dict[str, type[APIError]] = {
     "not_found": NotFoundError,
     "method_not_allowed": MethodNotAllowedError,
     "model_not_found": ModelNotFoundError,
+    "model_not_supported": ModelNotSupportedError,
     "model_does_not_support_images": ModelDoesNotSupportImagesError,
     "context_length_exceeded": ContextLengthExceededError,
     "rate_limited": RateLimitError,
