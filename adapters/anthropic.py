@@ -269,8 +269,8 @@ def build_request(body: dict[str, Any], model: str, stream: bool) -> dict[str, A
     if thinking is not None:
         payload["thinking"] = thinking
     temperature = body.get("temperature")
-    if temperature is not None:
-        payload["temperature"] = min(temperature, 1.0)  # OpenAI allows 0..2, Anthropic 0..1
+    if temperature is not None:  # OpenAI allows 0..2, Anthropic 0..1: above 1 is refused (params.py)
+        payload["temperature"] = temperature
     top_p = body.get("top_p")
     if top_p is not None:
         payload["top_p"] = top_p

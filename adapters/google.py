@@ -84,6 +84,7 @@ THINKING_BUDGETS = {"none": 0, "minimal": 0, "low": 1024, "medium": 8192, "high"
 EMBED_BATCH = 100  # texts per batchEmbedContents call (the API's limit)
 # OpenAI image sizes Gemini can honour, as its aspect ratios (it picks the pixels).
 ASPECT_RATIOS = frozenset({"1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"})
+RATIO_TOLERANCE = 0.03  # Gemini's own sizes are near, not exactly at, their ratios (1344x768 is 16:9)
 IMAGE_ONLY_OPENAI = ("quality", "style", "background", "output_format", "output_compression", "moderation")
 
 # google.rpc status -> HTTP status, for error objects without a numeric code.
@@ -576,7 +577,8 @@ def parse_embeddings(data: dict[str, Any]) -> tuple[list[list[float]], int | Non
 
 
 def aspect_ratio(size: str) -> str:
-    """Gemini's aspect ratio for an OpenAI `size` ("1536x1024" -> "3:2")."""
+    """Gemini's aspect ratio for an OpenAI `size`: the supported ratio within
+    `RATIO_TOLERANCE` of width/height ("1536x1024" -> "3:2", "1792x1024" -> "16:9")."""
     width, _, height = size.partition("x")
     try:
         w, h = int(width), int(height)
@@ -584,12 +586,18 @@ def aspect_ratio(size: str) -> str:
         raise invalid(f"size {size!r} is not WIDTHxHEIGHT") from None
     if w <= 0 or h <= 0:
         raise invalid(f"size {size!r} is not WIDTHxHEIGHT")
-    divisor = gcd(w, h)
-    ratio = f"{w // divisor}:{h // divisor}"
-    if ratio not in ASPECT_RATIOS:
-        raise invalid(f"size {size!r} (aspect ratio {ratio}) is not supported by {PROVIDER}; sizes with an "
-                      f"aspect ratio of {', '.join(sorted(ASPECT_RATIOS))} are")
-    return ratio
+    wanted = w / h
+    best = min(ASPECT_RATIOS, key=lambda r: abs(_ratio(r) / wanted - 1))
+    if abs(_ratio(best) / wanted - 1) > RATIO_TOLERANCE:
+        divisor = gcd(w, h)
+        raise invalid(f"size {size!r} (aspect ratio {w // divisor}:{h // divisor}) is not supported by {PROVIDER}; "
+                      f"sizes with an aspect ratio of {', '.join(sorted(ASPECT_RATIOS))} are")
+    return best
+
+
+def _ratio(ratio: str) -> float:
+    w, _, h = ratio.partition(":")
+    return int(w) / int(h)
 
 
 def image_request(body: dict[str, Any]) -> dict[str, Any]:

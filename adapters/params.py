@@ -33,7 +33,8 @@ SUPPORT: dict[str, tuple[str, str, str]] = {
     "reasoning_effort": ("native", "`thinking.budget_tokens` (low 1024, medium 4096, high 16384; "
                          "none/minimal: off)", "`generationConfig.thinkingConfig.thinkingBudget` "
                          "(low 1024, medium 8192, high 24576; none/minimal: 0)"),
-    "temperature": ("native", "`temperature`, capped at 1.0 (Anthropic's maximum)", "`generationConfig.temperature`"),
+    "temperature": ("native", "`temperature`; 400 when above 1 (Anthropic's range is 0-1)",
+                    "`generationConfig.temperature`"),
     "top_p": ("native", "`top_p`", "`generationConfig.topP`"),
     "stop": ("native", "`stop_sequences`", "`generationConfig.stopSequences`"),
     "tools": ("native", "`tools` (`input_schema`)", "`functionDeclarations` (`parameters`, schema translated)"),
@@ -90,6 +91,7 @@ RULES: dict[str, tuple[Rule, ...]] = {
     "openai": (),
     "anthropic": (
         ("n", lambda v: v != 1, "it returns one choice per request"),
+        ("temperature", lambda v: v > 1, "its temperature range is 0 to 1"),
         ("seed", _given, "it has no sampling seed"),
         ("logprobs", _true, "it returns no log probabilities"),
         ("top_logprobs", _nonzero, "it returns no log probabilities"),

@@ -60,10 +60,13 @@ def test_max_tokens_prefers_max_completion_tokens_and_has_a_default():
 
 def test_stream_flag_stop_list_and_temperature_above_anthropics_range():
     payload = build_request({"messages": [{"role": "user", "content": "x"}], "stream": True,
-                             "stop": ["a", "b"], "temperature": 1.7}, "m", stream=True)
+                             "stop": ["a", "b"], "temperature": 1.0}, "m", stream=True)
     assert payload["stream"] is True
     assert payload["stop_sequences"] == ["a", "b"]
     assert payload["temperature"] == 1.0
+    # above Anthropic's range: refused by name rather than quietly capped
+    with pytest.raises(UpstreamError, match="'temperature' is not supported by anthropic"):
+        build_request({"messages": [{"role": "user", "content": "x"}], "temperature": 1.7}, "m", stream=True)
 
 
 def test_consecutive_same_role_messages_are_merged_and_empty_content_dropped():
