@@ -60,7 +60,8 @@ async def test_parallel_tool_calls_plain_and_streamed_agree(simulator, control, 
     completion = await adapter.complete(ASK, target(simulator, name))
     assert completion.finish_reason == "tool_calls"
     assert completion.message["content"] is None
-    plain = [(c["function"]["name"], orjson.loads(c["function"]["arguments"])) for c in completion.message["tool_calls"]]
+    plain = [(c["function"]["name"], orjson.loads(c["function"]["arguments"]))
+             for c in completion.message["tool_calls"]]
     assert [n for n, _ in plain] == ["weather", "time"]  # both named in the question: two parallel calls
 
     stream = await adapter.stream(ASK, target(simulator, name))

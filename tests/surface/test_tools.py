@@ -116,7 +116,8 @@ def test_round_trip_streaming_arguments_equal_the_plain_ones(client, sim, module
     for index, call in enumerate(plain.tool_calls):
         assert json.loads(calls[index]["arguments"]) == json.loads(call.function.arguments)
 
-    summary = next(e for e in events_of(module_gateway, raw.headers["x-request-id"]) if e["event"] == "StreamSummarized")
+    events = events_of(module_gateway, raw.headers["x-request-id"])
+    summary = next(e for e in events if e["event"] == "StreamSummarized")
     assert summary["finish_reason"] == "tool_calls" and summary["chunks"] == chunks
 
     history = [*BOTH, {"role": "assistant", "content": None, "tool_calls": [
