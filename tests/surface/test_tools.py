@@ -180,3 +180,25 @@ def test_malformed_tools_are_400s_naming_the_field(client, sim, body, param):
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model=MODELS[0], messages=QUESTION, **body)
     assert caught.value.param == param
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_stream_cut_inside_a_tool_argument_ends_with_an_error_and_is_metered_estimated(client, sim,
+                                                                                        module_gateway, model):
+    provider = model.split("/")[0]
+    # OpenAI and Anthropic: a few argument fragments in; Gemini: after its first whole call
+    sim.fault(provider=provider, mode="disconnect", after_chunks={"openai": 5, "anthropic": 5, "google": 1}[provider])
+    raw = client.chat.completions.with_raw_response.create(model=model, messages=BOTH, tools=TOOLS, stream=True)
+    calls = {}
+    with pytest.raises(openai.APIError) as caught:
+        for chunk in raw.parse():
+            for call in (chunk.choices[0].delta.tool_calls or ()) if chunk.choices else ():
+                calls.setdefault(call.index, "")
+                calls[call.index] += (call.function.arguments or "") if call.function else ""
+    assert "upstream_error" in str(caught.value.body) or "stream failed" in str(caught.value)
+    assert calls  # what arrived before the cut was relayed
+    events = events_of(module_gateway, raw.headers["x-request-id"])
+    usage = next(e for e in events if e["event"] == "UsageMetered")
+    assert usage["source"] == "estimated" and usage["output_tokens"] > 0
+    assert [e["event"] for e in events][-1] == "Failed"
+    assert next(e for e in events if e["event"] == "StreamSummarized")["finish_reason"] is None
