@@ -167,7 +167,6 @@ def cmd_analytics_rebuild(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboards(args: argparse.Namespace) -> int:
-    import subprocess
     from pathlib import Path
 
     app = Path(__file__).resolve().parents[1] / "dashboards" / "app.py"
@@ -176,12 +175,13 @@ def cmd_dashboards(args: argparse.Namespace) -> int:
     if not env.get("TWOAPI_ADMIN_TOKEN"):
         print("TWOAPI_ADMIN_TOKEN is not set: the dashboards read the gateway's admin API with it", file=sys.stderr)
     command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
-               "--server.address", args.host, "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+               "--server.address", args.host, "--server.headless", "true", "--browser.gatherUsageStats", "false",
+               "--client.toolbarMode", "viewer"]
     print(f"dashboards on http://{args.host}:{args.port} (reading {env['TWOAPI_GATEWAY_URL']})", flush=True)
-    try:
-        return subprocess.call(command, env=env)
-    except KeyboardInterrupt:
-        return 0
+    # Become streamlit rather than wait for it: signals (Ctrl-C, SIGTERM from a
+    # supervisor) then reach the server itself, and no orphan is left behind.
+    os.execve(sys.executable, command, env)
+    return 0  # not reached
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
