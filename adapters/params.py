@@ -133,11 +133,20 @@ COMBINATIONS: dict[str, Callable[[dict[str, Any]], tuple[str, str] | None]] = {
 }
 
 
+# provider -> {parameter: (problem test, why)}: a request's few fields are looked up,
+# rather than every rule walked (this runs on every chat request).
+_BY_NAME: dict[str, dict[str, tuple[Callable[[Any], bool], str]]] = {
+    provider: {name: (problem, why) for name, problem, why in rules} for provider, rules in RULES.items()
+}
+
+
 def unsupported_parameter(provider: str, body: dict[str, Any]) -> tuple[str, str] | None:
     """(parameter, message) of the first parameter `provider` cannot honour, else None."""
-    for name, problem, why in RULES.get(provider, ()):
-        value = body.get(name)
-        if value is not None and problem(value):
-            return name, f"'{name}' is not supported by {provider}: {why}."
+    rules = _BY_NAME.get(provider)
+    if rules:
+        for name, value in body.items():
+            rule = rules.get(name)
+            if rule is not None and value is not None and rule[0](value):
+                return name, f"'{name}' is not supported by {provider}: {rule[1]}."
     combination = COMBINATIONS.get(provider)
     return combination(body) if combination is not None else None

@@ -68,8 +68,10 @@ def _stream(e: dict[str, Any]) -> list[str]:
 
 
 def _usage(e: dict[str, Any]) -> list[str]:
+    images = f", {e['images']} images" if e.get("images") else ""
     return [f"usage ({e['source']}): {e['input_tokens']} input tokens ({e['cached_tokens']} cached), "
-            f"{e['output_tokens']} output tokens on {e['model']}; cost ${e['cost']} (price book {e['price_book']})"]
+            f"{e['output_tokens']} output tokens{images} on {e['model']}; cost ${e['cost']} "
+            f"(price book {e['price_book']})"]
 
 
 def _completed(e: dict[str, Any]) -> list[str]:
