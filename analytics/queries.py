@@ -7,9 +7,11 @@ whitelisted names. A `Scope` with a tenant adds `tenant = {scope_tenant:String}`
 every table a query reads: the tenant-facing API builds its Scope from the caller's
 key and never from the request, so no parameter can widen it.
 
-Long windows read the hourly rollups (`requests_hourly`, `attempts_hourly`); short
-windows and minute buckets read the raw rows; money totals that must reconcile to
-the ledger read the raw rows with FINAL.
+Long windows read the hourly rollups (`usage_hourly` for money and tokens,
+`provider_hourly` and `attempts_hourly` for latency and rates, which have no tenant
+column and so serve only unscoped questions); short windows, minute buckets and a
+tenant's own latency read the raw rows; money totals that must reconcile to the
+ledger read the raw rows with FINAL.
 """
 
 from __future__ import annotations
@@ -51,7 +53,6 @@ DIMENSIONS: dict[str, str] = {
     "key": "key_id",
     "model": "model",
     "provider": "provider",
-    "first_provider": "first_provider",
     "none": "''",
 }
 RAW_BUCKETS = {
@@ -185,7 +186,12 @@ def filters(p: Params, scope: Scope, *, time_col: str = "time", rollup: bool = F
     return where
 
 
-def use_rollup(p: Params) -> bool:
+def use_rollup(p: Params, scope: Scope | None = None) -> bool:
+    """Rollups for long windows in hour or day buckets. `scope` is given for the
+    rollup without a tenant column (provider_hourly): a tenant's or a key's own
+    numbers then come from the raw rows."""
+    if scope is not None and (scope.scoped or p.tenant is not None or p.key_id is not None):
+        return False
     if p.source != "auto":
         return p.source == "rollup"
     return p.resolved_bucket() in ROLLUP_BUCKETS and p.window >= ROLLUP_MIN_WINDOW
@@ -205,7 +211,7 @@ def usage(store: AnalyticsStore, p: Params, scope: Scope) -> Result:
             SELECT {bucket} AS bucket, {group} AS group, sum(requests) AS requests, sum(errors) AS errors,
                    sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
                    sum(cached_tokens) AS cached_tokens, sum(cost) AS cost
-            FROM requests_hourly WHERE {where.sql()}
+            FROM usage_hourly WHERE {where.sql()}
             GROUP BY bucket, group ORDER BY bucket, group"""
     else:
         bucket = RAW_BUCKETS[p.resolved_bucket()]
@@ -223,7 +229,7 @@ def breakdown(store: AnalyticsStore, p: Params, scope: Scope) -> Result:
     """Totals over the window split by `by` (tenant, key, model, provider), biggest cost first."""
     rollup = use_rollup(p)
     group = DIMENSIONS[p.by or "model"]
-    table, time_col = ("requests_hourly", "hour") if rollup else ("requests", "time")
+    table, time_col = ("usage_hourly", "hour") if rollup else ("requests", "time")
     requests_expr, errors_expr = ("sum(requests)", "sum(errors)") if rollup else ("count()", "countIf(status >= 400)")
     where = filters(p, scope, time_col=time_col, rollup=rollup)
     sql = f"""
@@ -244,14 +250,14 @@ def top_spenders(store: AnalyticsStore, p: Params, scope: Scope) -> Result:
 
 def latency(store: AnalyticsStore, p: Params, scope: Scope) -> Result:
     """Total latency and TTFT percentiles (p50, p95, p99) by provider and model."""
-    rollup = use_rollup(p)
+    rollup = use_rollup(p, scope)
     if rollup:
-        where = filters(p, scope, time_col="hour", rollup=True)
+        where = filters(p, scope, time_col="hour", rollup=True, dims=("model", "provider"))
         sql = f"""
             SELECT provider, model, sum(requests) AS requests,
                    quantilesTDigestMerge({QUANTILES})(latency_q) AS latency,
                    quantilesTDigestMerge({QUANTILES})(ttft_q) AS ttft
-            FROM requests_hourly WHERE {where.sql()} AND provider != ''
+            FROM provider_hourly WHERE {where.sql()} AND provider != ''
             GROUP BY provider, model ORDER BY provider, model"""
     else:
         where = filters(p, scope)
@@ -265,16 +271,16 @@ def latency(store: AnalyticsStore, p: Params, scope: Scope) -> Result:
 
 def latency_over_time(store: AnalyticsStore, p: Params, scope: Scope) -> Result:
     """Latency and TTFT percentiles per time bucket, by provider (or `by=model`)."""
-    rollup = use_rollup(p)
+    rollup = use_rollup(p, scope)
     group = "model" if p.by == "model" else "provider"
     if rollup:
         bucket = ROLLUP_BUCKETS.get(p.resolved_bucket(), "hour")
-        where = filters(p, scope, time_col="hour", rollup=True)
+        where = filters(p, scope, time_col="hour", rollup=True, dims=("model", "provider"))
         sql = f"""
             SELECT {bucket} AS bucket, {group} AS group, sum(requests) AS requests,
                    quantilesTDigestMerge({QUANTILES})(latency_q) AS latency,
                    quantilesTDigestMerge({QUANTILES})(ttft_q) AS ttft
-            FROM requests_hourly WHERE {where.sql()} AND provider != ''
+            FROM provider_hourly WHERE {where.sql()} AND provider != ''
             GROUP BY bucket, group ORDER BY bucket, group"""
     else:
         bucket = RAW_BUCKETS[p.resolved_bucket()]
@@ -291,23 +297,21 @@ def provider_health(store: AnalyticsStore, p: Params, scope: Scope) -> Result:
     """Per provider first tried: request error rate, retry rate, fallback rate; and per
     provider tried: the attempts' own failure rate (a provider only ever tried as a
     fallback has attempts and no requests). With `bucket`, per time bucket."""
-    rollup = use_rollup(p)
+    rollup = use_rollup(p, scope)
     series = p.bucket != "auto"
     if rollup:
-        where = filters(p, scope, time_col="hour", rollup=True, dims=("tenant", "key_id"))
+        where = filters(p, scope, time_col="hour", rollup=True, dims=())
         bucket = ROLLUP_BUCKETS.get(p.resolved_bucket(), "hour") if series else "toDateTime(0)"
         requests_sql = f"""
             SELECT {bucket} AS bucket, first_provider AS provider, sum(requests) AS requests,
                    sum(errors) AS errors, sum(retried) AS retried, sum(fallbacks) AS fallbacks
-            FROM requests_hourly WHERE {where.sql()} AND first_provider != ''
+            FROM provider_hourly WHERE {where.sql()} AND first_provider != ''
             GROUP BY bucket, provider"""
-        attempt_where = filters(p, Scope(), time_col="hour", rollup=True, dims=())
+        attempt_where = filters(p, scope, time_col="hour", rollup=True, dims=())
         attempts_sql = f"""
             SELECT {bucket} AS bucket, provider, sum(attempts) AS attempts, sum(failures) AS failures
             FROM attempts_hourly WHERE {attempt_where.sql()} GROUP BY bucket, provider"""
-        if scope.scoped:
-            rollup = False  # attempts_hourly has no tenant: a tenant's own attempts come from raw rows
-    if not rollup:
+    else:
         where = filters(p, scope, dims=("tenant", "key_id"))
         bucket = RAW_BUCKETS[p.resolved_bucket()] if series else "toDateTime(0)"
         requests_sql = f"""
@@ -338,15 +342,15 @@ def provider_health(store: AnalyticsStore, p: Params, scope: Scope) -> Result:
 
 def throughput(store: AnalyticsStore, p: Params, scope: Scope) -> Result:
     """Output tokens per second of generation (after the first token), per bucket and provider."""
-    rollup = use_rollup(p)
+    rollup = use_rollup(p, scope)
     group = "model" if p.by == "model" else "provider"
     if rollup:
         bucket = ROLLUP_BUCKETS.get(p.resolved_bucket(), "hour")
-        where = filters(p, scope, time_col="hour", rollup=True)
+        where = filters(p, scope, time_col="hour", rollup=True, dims=("model", "provider"))
         sql = f"""
             SELECT {bucket} AS bucket, {group} AS group, sum(gen_tokens) AS tokens, sum(generation_ms) AS ms,
                    round(tokens / greatest(ms / 1000, 0.001), 2) AS tokens_per_s
-            FROM requests_hourly WHERE {where.sql()} AND provider != ''
+            FROM provider_hourly WHERE {where.sql()} AND provider != ''
             GROUP BY bucket, group HAVING ms > 0 ORDER BY bucket, group"""
     else:
         bucket = RAW_BUCKETS[p.resolved_bucket()]
@@ -474,7 +478,7 @@ def keys(store: AnalyticsStore, p: Params, scope: Scope) -> Result:
                      anyIf(JSONExtractString(data, 'label'), event = 'Issued') AS label,
                      countIf(event = 'Revoked') > 0 AS revoked
               FROM ledger_events WHERE aggregate = 'ApiKey' AND {where.sql()} GROUP BY tenant, key_id) AS k
-        LEFT JOIN (SELECT key_id, sum(requests) AS requests, sum(cost) AS cost FROM requests_hourly
+        LEFT JOIN (SELECT key_id, sum(requests) AS requests, sum(cost) AS cost FROM usage_hourly
                    WHERE {where.sql()} GROUP BY key_id) AS u ON k.key_id = u.key_id
         ORDER BY tenant, cost DESC, prefix"""
     return _run(store, sql, where, "raw")

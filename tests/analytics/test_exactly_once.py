@@ -86,7 +86,7 @@ def assert_exact(store: AnalyticsStore, expected: Expected) -> None:
         raw = store.query("SELECT count(), sum(cost), sum(output_tokens) FROM requests WHERE tenant = {t:String}",
                           params)[1][0]
         final = store.query("SELECT count(), sum(cost) FROM requests FINAL WHERE tenant = {t:String}", params)[1][0]
-        rollup = store.query("SELECT sum(requests), sum(cost), sum(output_tokens) FROM requests_hourly"
+        rollup = store.query("SELECT sum(requests), sum(cost), sum(output_tokens) FROM usage_hourly"
                              " WHERE tenant = {t:String}", params)[1][0]
         metered = store.query("SELECT sum(amount) FROM ledger_events WHERE tenant = {t:String}"
                               " AND event = 'UsageMetered'", params)[1][0][0]
@@ -95,6 +95,8 @@ def assert_exact(store: AnalyticsStore, expected: Expected) -> None:
         assert final == want[:2], (tenant, "FINAL")
         assert rollup == want, (tenant, "rollup")
         assert metered == want[1], (tenant, "ledger lines")
+    everyone = store.query("SELECT sum(requests) FROM provider_hourly")[1][0][0]
+    assert everyone == sum(expected.requests.values()), "provider rollup (quantile states)"
 
 
 @pytest.mark.parametrize("point", ["after_ledger_events", "after_attempts", "before_position"])
