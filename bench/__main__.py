@@ -16,11 +16,13 @@ from typing import Any
 from bench import procs, report
 
 SCENARIOS = {
-    "overhead": "1+2. direct vs bare pass-through vs 2api vs LiteLLM: req/s, p50/p90/p99, added latency, CPU/request, "
+    "overhead": "1+2. direct vs bare pass-through vs 2api (gateway: analytics off; gateway_all: as shipped) "
+                "vs LiteLLM: req/s, p50/p90/p99, added latency, CPU/request, "
                 "RSS, streaming (streams/s, TTFT), open loop at 200 req/s",
     "peer": "2. same run as `overhead` (the peers are always measured side by side with 2api)",
     "ledger": "3. events/s the batched writer commits to PostgreSQL and SQLite (projection lag: needs issue 5)",
-    "analytics": "4. dashboard queries over 10M rows on chDB: needs issue 6 (analytics)",
+    "analytics": "4. dashboard queries over 10M rows on chDB (bench/analytics_queries.py; its options: --rows, "
+                 "--runs, --keep DIR)",
     "replay": "5. re-pricing and verify throughput over 1M requests: needs issue 7 (audit and re-pricing)",
     "soak": "6. the gateway at a fixed rate (--rate, default 200 req/s, half streaming) for --minutes (default 10; "
             "--quick 1): RSS over time and latency drift",
@@ -28,7 +30,7 @@ SCENARIOS = {
                "function",
     "all": "1-3 in sequence (about 9 minutes; --quick about 2)",
 }
-STUBS = {"analytics": "issue 6", "replay": "issue 7"}
+STUBS = {"replay": "issue 7"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -188,6 +190,12 @@ def run_profile(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["analytics"]:  # scenario 4 has its own module and options
+        from bench.analytics_queries import main as analytics_main
+
+        sys.argv = ["python -m bench analytics", *argv[1:]]
+        return analytics_main()
     args = build_parser().parse_args(argv)
     if args.scenario in STUBS:
         print(f"bench {args.scenario}: not measured yet, needs {STUBS[args.scenario]}. "

@@ -112,7 +112,7 @@ def test_profile_analysis_splits_threads_packages_and_functions():
 
 
 def test_unmeasured_scenarios_say_what_they_wait_for():
-    for scenario, issue in (("analytics", "issue 6"), ("replay", "issue 7")):
+    for scenario, issue in (("replay", "issue 7"),):
         done = subprocess.run([sys.executable, "-m", "bench", scenario], cwd=REPO, capture_output=True, text=True,
                               timeout=60)
         assert done.returncode == 2 and issue in done.stderr
