@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
@@ -154,7 +155,8 @@ class RemoteAnalytics:
         assert config.remote_url is not None
         self.role = "remote"
         self.url = config.remote_url.rstrip("/")
-        self.headers = {"authorization": f"Bearer {admin_token}"} if admin_token else {}
+        token = os.environ.get("TWOAPI_ANALYTICS_TOKEN") or admin_token
+        self.headers = {"authorization": f"Bearer {token}"} if token else {}
         self._client: httpx.AsyncClient | None = None
 
     async def start(self) -> None:

@@ -2,7 +2,8 @@
 
 It owns the analytics store (with chDB: the only process that opens the data path),
 runs the projection, and, given a port, answers the gateway workers' queries at
-`/internal/analytics/{query}` (bearer TWOAPI_ADMIN_TOKEN; bind it to localhost).
+`/internal/analytics/{query}` (bearer TWOAPI_ADMIN_TOKEN or TWOAPI_ANALYTICS_TOKEN;
+bind it to localhost).
 `twoapi serve --workers N` starts one beside its workers and points them at it
 (`TWOAPI_ANALYTICS_URL`), so N workers never load N copies of the engine.
 """
@@ -10,8 +11,16 @@ runs the projection, and, given a port, answers the gateway workers' queries at
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
+import os
+import secrets
 import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -30,6 +39,8 @@ def create_worker_app(config: AnalyticsConfig, database_url: str | None, admin_t
 
     app = Quart("twoapi-analytics")
     analytics = LocalAnalytics(config, database_url)
+    # The admin token, and the token `twoapi serve --workers N` shares with its workers.
+    accepted_tokens = [t for t in (admin_token, os.environ.get("TWOAPI_ANALYTICS_TOKEN")) if t]
     holder: dict[str, Any] = {}
 
     @app.before_serving
@@ -55,9 +66,9 @@ def create_worker_app(config: AnalyticsConfig, database_url: str | None, admin_t
     @app.get("/internal/analytics/<name>")
     async def internal(name: str) -> Response:
         scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
-        if not admin_token or scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(),
-                                                                                   admin_token.encode()):
-            return error(401, "authentication_error", "Missing or wrong admin token.")
+        if scheme.lower() != "bearer" or not any(
+                hmac.compare_digest(token.encode(), accepted.encode()) for accepted in accepted_tokens):
+            return error(401, "authentication_error", "Missing or wrong token.")
         params = {k: request.args.get(k, "") for k in request.args}
         # The gateway authenticated the caller and names the scope; this endpoint is
         # reachable only with the admin token.
@@ -121,3 +132,46 @@ def _run_projection_only(config: AnalyticsConfig, database_url: str | None) -> i
         log.info("analytics_projection", state=status.state, position=status.position, lag_events=status.lag_events)
     runner.stop()
     return 0
+
+
+@contextlib.contextmanager
+def beside_gateway_workers(workers: int) -> Iterator[subprocess.Popen[bytes] | None]:
+    """For `twoapi serve --workers N` (N > 1): one analytics worker process owns the
+    analytics store and runs the projection, and the N gateway workers (which inherit
+    this process's environment) reach it instead of each opening the store.
+
+    * chDB: the workers forward queries to it (TWOAPI_ANALYTICS_URL), so the engine
+      is loaded once, by the only process that may hold its data path;
+    * CLICKHOUSE_URL: the workers query the server themselves (TWOAPI_ANALYTICS=query)
+      and only the analytics worker projects.
+
+    Nothing is started with one worker (the gateway owns the store itself) or when the
+    operator set TWOAPI_ANALYTICS / TWOAPI_ANALYTICS_URL (their deployment decides)."""
+    if workers <= 1 or os.environ.get("TWOAPI_ANALYTICS") or os.environ.get("TWOAPI_ANALYTICS_URL"):
+        yield None
+        return
+    os.environ.setdefault("TWOAPI_ANALYTICS_TOKEN", secrets.token_urlsafe(24))  # gateway workers <-> worker
+    command = [str(Path(sys.executable).with_name("twoapi")), "analytics", "run"]
+    if os.environ.get("CLICKHOUSE_URL"):
+        os.environ["TWOAPI_ANALYTICS"] = "query"
+        child_env = {k: v for k, v in os.environ.items() if k != "TWOAPI_ANALYTICS"}
+    else:
+        port = _free_port()
+        command += ["--port", str(port)]
+        child_env = dict(os.environ)
+        os.environ["TWOAPI_ANALYTICS_URL"] = f"http://127.0.0.1:{port}"
+    worker = subprocess.Popen(command, env=child_env)
+    try:
+        yield worker
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

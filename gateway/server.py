@@ -44,7 +44,11 @@ def serve(host: str, port: int, workers: int, simulate: bool) -> int:
     config.errorlog = "-"
     config.keep_alive_timeout = 75
     config.graceful_timeout = 10
-    return run(config)
+    # Several workers: one analytics worker owns the analytics store (docs/analytics.md).
+    from analytics.worker import beside_gateway_workers
+
+    with beside_gateway_workers(workers):
+        return run(config)
 
 
 def _worker_class() -> str:

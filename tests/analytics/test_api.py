@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import subprocess
 import sys
 import time
@@ -193,3 +194,41 @@ def test_gateway_workers_query_through_the_analytics_worker(tmp_path, simulator,
         gateway.stop()
         if worker.poll() is None:
             worker.kill()
+
+
+def test_serve_with_several_workers_starts_one_analytics_worker(tmp_path):
+    """`twoapi serve --workers 2`: the gateway workers never open the chDB store; one
+    analytics worker does, and answers their queries; it stops with the gateway."""
+    port = free_port()
+    key = "2api_two_workers_demo_key_0123456789abcdefghij"
+    env = {"PATH": "/usr/bin:/bin", "TWOAPI_DATA_DIR": str(tmp_path / "data"), "TWOAPI_ADMIN_TOKEN": ADMIN_TOKEN,
+           "TWOAPI_DEMO_KEY": key, "PORT": str(port), "TWOAPI_ANALYTICS_POLL_S": "0.05", "PYTHONUNBUFFERED": "1"}
+    serve = subprocess.Popen([TWOAPI, "serve", "--simulate", "--workers", "2"], env=env,
+                             stdout=subprocess.DEVNULL, stderr=(tmp_path / "serve.err").open("wb"))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        from tests.support import wait_until_healthy
+
+        wait_until_healthy(url, timeout=60)
+        chat(url, key, 4)
+        headers = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+        deadline = time.monotonic() + 30
+        totals: list = []
+        while time.monotonic() < deadline:
+            response = httpx.get(url + "/admin/analytics/totals", headers=headers)
+            totals = response.json().get("data", []) if response.status_code == 200 else []
+            if totals and totals[0]["requests"] == 4:
+                break
+            time.sleep(0.2)
+        assert [(row["tenant"], row["requests"]) for row in totals] == [("demo", 4)]
+        status = httpx.get(url + "/admin/analytics/status", headers=headers).json()
+        assert status["role"] == "remote" and status["engine"] == "chdb"
+        workers = subprocess.run(["pgrep", "-f", "analytics run --port", "-P", str(serve.pid)],
+                                 capture_output=True, text=True).stdout.split()
+        assert len(workers) == 1
+    finally:
+        serve.terminate()
+        serve.wait(30)
+    time.sleep(1)
+    with pytest.raises(ProcessLookupError):  # the analytics worker stopped with the gateway
+        os.kill(int(workers[0]), 0)
