@@ -189,15 +189,16 @@ def build_messages(messages: list[dict[str, Any]]) -> tuple[str | None, list[dic
     return ("\n\n".join(system) if system else None), out
 
 
-def _tool(tool: dict[str, Any]) -> dict[str, Any]:
+def _tool(tool: dict[str, Any], index: int) -> dict[str, Any]:
     function = tool.get("function") or {}
     name = function.get("name")
     if name == RESPONSE_TOOL:
         raise invalid(f"the tool name {RESPONSE_TOOL!r} is reserved by the gateway on {PROVIDER}")
-    spec = {
-        "name": name,
-        "input_schema": function.get("parameters") or {"type": "object", "properties": {}},
-    }
+    schema = function.get("parameters") or {"type": "object", "properties": {}}
+    if schema.get("type", "object") != "object":
+        raise invalid(f"tools[{index}].function.parameters: a root of type {schema.get('type')!r} is not "
+                      f"supported by {PROVIDER} (a tool's input is an object)")
+    spec = {"name": name, "input_schema": schema}
     if function.get("description"):
         spec["description"] = function["description"]
     return spec
@@ -286,7 +287,7 @@ def build_request(body: dict[str, Any], model: str, stream: bool) -> dict[str, A
         payload["tools"] = [response_tool]
         payload["tool_choice"] = {"type": "tool", "name": RESPONSE_TOOL}
     elif tools:
-        payload["tools"] = [_tool(tool) for tool in tools]
+        payload["tools"] = [_tool(tool, index) for index, tool in enumerate(tools)]
         if response_tool is not None and choice in (None, "auto"):
             # Call one of the client's tools, or answer through the answer's tool.
             payload["tools"].append(response_tool)

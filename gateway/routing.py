@@ -185,6 +185,9 @@ def _no_candidate(
                             f"available: {first['excluded']}.", param="model")
     if len(candidates) == 1 and "context window" in reasons[0]:
         return GatewayError("context_length_exceeded", f"The prompt does not fit: {reasons[0]}.", param="messages")
+    if len(candidates) == 1 and reasons[0].startswith("does not support chat"):
+        return GatewayError("model_not_supported", f"{candidates[0]['model']} does not offer chat completions "
+                            "(it serves /v1/embeddings or /v1/images/generations).", param="model")
     if len(candidates) == 1 and "does not support the parameter" in reasons[0]:
         param, message = problems[reasons[0].split()[1]]  # type: ignore[misc]
         return GatewayError("invalid_request", message, param=param)

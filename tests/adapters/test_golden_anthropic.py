@@ -277,3 +277,12 @@ def test_image_urls_that_cannot_be_handed_on_are_refused(url):
     with pytest.raises(UpstreamError) as info:
         build_request(body, MODEL, False)
     assert info.value.code == "invalid_request"
+
+
+def test_tool_parameters_must_be_an_object():
+    body = {"messages": [{"role": "user", "content": "x"}], "tools": [
+        TOOLS[0], {"type": "function", "function": {"name": "f", "parameters": {"type": "array"}}}]}
+    with pytest.raises(UpstreamError) as info:
+        build_request(body, MODEL, False)
+    assert info.value.message == ("tools[1].function.parameters: a root of type 'array' is not supported by "
+                                  "anthropic (a tool's input is an object)")

@@ -109,3 +109,9 @@ def test_bad_values_are_400s_naming_the_parameter(client, sim, body, param):
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model="openai/gpt-4o-mini", messages=HI, **body)
     assert caught.value.param == param
+
+
+def test_an_embedding_model_for_chat_is_model_not_supported(client, sim):
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="openai/text-embedding-3-small", messages=HI)
+    assert (caught.value.code, caught.value.param) == ("model_not_supported", "model")
