@@ -20,7 +20,8 @@ SCENARIOS = {
                 "vs LiteLLM: req/s, p50/p90/p99, added latency, CPU/request, "
                 "RSS, streaming (streams/s, TTFT), open loop at 200 req/s",
     "peer": "2. same run as `overhead` (the peers are always measured side by side with 2api)",
-    "ledger": "3. events/s the batched writer commits to PostgreSQL and SQLite (projection lag: needs issue 5)",
+    "ledger": "3. events/s the batched writer commits to PostgreSQL and SQLite; balance projection lag behind the "
+              "gateway at a steady 300 req/s (--rate)",
     "analytics": "4. dashboard queries over 10M rows on chDB (bench/analytics_queries.py; its options: --rows, "
                  "--runs, --keep DIR)",
     "replay": "5. re-pricing and verify throughput over 1M requests: needs issue 7 (audit and re-pricing)",
@@ -146,8 +147,12 @@ def run_ledger(args: argparse.Namespace) -> dict[str, Any]:
     duration = args.duration or (0.5 if args.tiny else 2.0 if args.quick else 4.0)
     runs = args.runs or (1 if args.tiny or args.quick else 3)
     stores = [s.strip() for s in args.stores.split(",") if s.strip() in ("postgres", "sqlite")]
+    lag_rate = args.rate or (20.0 if args.tiny else 300.0)
+    lag_seconds = 2.0 if args.tiny else 8.0 if args.quick else 20.0
+    run_dir = args.out / "logs" / time.strftime("ledger-%Y%m%d-%H%M%S")
     result = envelope("ledger", args, started)
-    result.update(run(windows, duration, runs, stores))
+    result.update(run(windows, duration, runs, stores, lag=(lag_rate, lag_seconds, run_dir),
+                      gateway_env=gateway_env(args)))
     result["wall_s"] = round(time.time() - started, 1)
     path = report.write_json(result, args.out, "ledger")
     print(report.ledger_markdown(result))

@@ -145,6 +145,15 @@ def ledger_markdown(result: dict[str, Any]) -> str:
     out = ["Ledger writer (LedgerWriter, 6.5 events/request), medians of runs:\n",
            _table(["store", "in flight", "events/s", "requests/s", "requests/commit", "wait p50 ms", "wait p99 ms",
                    "client CPU us/event", "PG CPU us/event", "failures"], rows)]
+    lag = result.get("projection_lag")
+    if lag:
+        out.append(f"\nBalance projection lag behind the gateway at {lag['rate']:g} req/s for {lag['duration_s']:g} s "
+                   f"({lag['load']['rps']} req/s done, {lag['load']['errors']} errors), sampled every "
+                   f"{lag['sample_every_s'] * 1000:g} ms ({lag['samples']} samples): "
+                   f"p50 {_f(lag['lag_ms']['p50'])} ms, "
+                   f"p90 {_f(lag['lag_ms']['p90'])} ms, p99 {_f(lag['lag_ms']['p99'])} ms, max "
+                   f"{_f(lag['lag_ms']['max'])} ms; caught up in {_f((lag['caught_up_share'] or 0) * 100, 0)}% "
+                   f"of samples; at most {lag['pending_events_max']} events pending")
     out.append("\nTargets (issue 8):\n")
     out.append(_table(["target", "measured", "met"],
                       [[t["target"], t["measured"], t.get("note") or t["met"]] for t in result["targets"]]))

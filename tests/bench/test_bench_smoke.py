@@ -74,6 +74,9 @@ def test_ledger_report_covers_both_stores(tmp_path: Path):
             assert metrics["events_per_s"] > 0 and metrics["failures"] == 0
             assert metrics["commit_wait_p99_ms"] is not None
     assert report["summary"]["postgres"]["1"]["postgres_cpu_us_per_event"] is not None
+    lag = report["projection_lag"]
+    assert lag["samples"] > 0 and lag["load"]["ok"] > 0 and lag["load"]["errors"] == 0
+    assert lag["lag_ms"]["p99"] is not None and lag["position_at_end"] > 0
     # Realistic requests: 6 events plain, 7 streamed.
     sample = report["samples"][0]
     assert 6 * sample["requests"] <= sample["events"] <= 7 * sample["requests"]
