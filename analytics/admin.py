@@ -17,8 +17,8 @@ from analytics.projection import NAME, AnalyticsProjection
 from analytics.store import AnalyticsStore, StoreUnavailable, migrate
 from ledger.application import Ledger
 
-DATA_TABLES = ("requests", "attempts", "ledger_events", "usage_hourly", "provider_hourly", "attempts_hourly",
-               "projection_state")
+DATA_TABLES = ("requests", "attempts", "ledger_events", "usage_hourly", "usage_daily", "provider_hourly",
+               "latency_hourly", "attempts_hourly", "projection_state")
 
 
 def store_status(config: AnalyticsConfig, database_url: str | None) -> dict[str, Any]:

@@ -7,11 +7,12 @@ whitelisted names. A `Scope` with a tenant adds `tenant = {scope_tenant:String}`
 every table a query reads: the tenant-facing API builds its Scope from the caller's
 key and never from the request, so no parameter can widen it.
 
-Long windows read the hourly rollups (`usage_hourly` for money and tokens,
-`provider_hourly` and `attempts_hourly` for latency and rates, which have no tenant
-column and so serve only unscoped questions); short windows, minute buckets and a
-tenant's own latency read the raw rows; money totals that must reconcile to the
-ledger read the raw rows with FINAL.
+Long windows read the rollups: `usage_daily` and `usage_hourly` for money and tokens
+(whole days from the first, the hours at a window's edges from the second), and
+`latency_hourly`, `provider_hourly`, `attempts_hourly` for latency and rates (they
+have no tenant column, so they serve only unscoped questions). Short windows, minute
+buckets and a tenant's own latency read the raw rows; `totals`, the audit's exact
+per-tenant totals, reads the raw rows with FINAL.
 """
 
 from __future__ import annotations
@@ -165,18 +166,20 @@ class Result:
 
 
 def filters(p: Params, scope: Scope, *, time_col: str = "time", rollup: bool = False,
-            dims: tuple[str, ...] = ("tenant", "key_id", "model", "provider")) -> Where:
-    """The common WHERE: scope, window, and the dimension filters the table has."""
+            dims: tuple[str, ...] = ("tenant", "key_id", "model", "provider"), window: bool = True) -> Where:
+    """The common WHERE: scope, window (unless `window` is False), and the dimension
+    filters the table has."""
     where = Where()
     if scope.scoped:
         where.add("tenant = {scope_tenant:String}", scope_tenant=scope.tenant)
     elif p.tenant is not None and "tenant" in dims:
         where.add("tenant = {tenant:String}", tenant=p.tenant)
-    if rollup:
+    if window and rollup:
         where.add(f"{time_col} >= toStartOfHour({{since:DateTime64(3, 'UTC')}})", since=_ch_time(p.since))
-    else:
+    elif window:
         where.add(f"{time_col} >= {{since:DateTime64(3, 'UTC')}}", since=_ch_time(p.since))
-    where.add(f"{time_col} < {{until:DateTime64(3, 'UTC')}}", until=_ch_time(p.until))
+    if window:
+        where.add(f"{time_col} < {{until:DateTime64(3, 'UTC')}}", until=_ch_time(p.until))
     if p.key_id is not None and "key_id" in dims:
         where.add("key_id = {key_id:String}", key_id=p.key_id)
     if p.model is not None and "model" in dims:
@@ -197,6 +200,32 @@ def use_rollup(p: Params, scope: Scope | None = None) -> bool:
     return p.resolved_bucket() in ROLLUP_BUCKETS and p.window >= ROLLUP_MIN_WINDOW
 
 
+USAGE_SUMS = ("requests", "errors", "input_tokens", "output_tokens", "cached_tokens", "cost")
+
+
+def usage_rollup(p: Params, scope: Scope, daily: bool) -> tuple[str, Where]:
+    """A subquery over the usage rollups covering the window to the hour: columns
+    `hour`, tenant, key_id, provider, model and the sums. With `daily`, the whole days
+    inside the window come from usage_daily and only the hours at its edges from
+    usage_hourly (30 days: ~90k rows instead of ~2M at 10M requests)."""
+    where = filters(p, scope, time_col="", dims=("tenant", "key_id", "model", "provider"), window=False)
+    sums = ", ".join(USAGE_SUMS)
+    start = p.since.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    where.values.update(h0=_ch_time(start), until=_ch_time(p.until))
+    hourly = (f"SELECT hour, tenant, key_id, provider, model, {sums} FROM usage_hourly WHERE {where.sql()}"
+              " AND hour >= {h0:DateTime64(3, 'UTC')} AND hour < {until:DateTime64(3, 'UTC')}")
+    first_day = start.replace(hour=0) + (timedelta(days=1) if start.hour else timedelta(0))
+    end_day = p.until.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if not daily or end_day <= first_day:
+        return hourly, where
+    where.values.update(d0=first_day.date().isoformat(), d1=end_day.date().isoformat(),
+                        d0t=_ch_time(first_day), d1t=_ch_time(end_day))
+    sql = (f"SELECT toDateTime(day, 'UTC') AS hour, tenant, key_id, provider, model, {sums} FROM usage_daily"
+           f" WHERE {where.sql()} AND day >= {{d0:Date}} AND day < {{d1:Date}}"
+           f" UNION ALL {hourly} AND (hour < {{d0t:DateTime64(3, 'UTC')}} OR hour >= {{d1t:DateTime64(3, 'UTC')}})")
+    return sql, where
+
+
 # -- the queries ------------------------------------------------------------------
 
 
@@ -206,12 +235,12 @@ def usage(store: AnalyticsStore, p: Params, scope: Scope) -> Result:
     group = DIMENSIONS[p.by or "model"]
     if rollup:
         bucket = ROLLUP_BUCKETS.get(p.resolved_bucket(), "hour")
-        where = filters(p, scope, time_col="hour", rollup=True)
+        source, where = usage_rollup(p, scope, daily=p.resolved_bucket() == "day")
         sql = f"""
             SELECT {bucket} AS bucket, {group} AS group, sum(requests) AS requests, sum(errors) AS errors,
                    sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
                    sum(cached_tokens) AS cached_tokens, sum(cost) AS cost
-            FROM usage_hourly WHERE {where.sql()}
+            FROM ({source})
             GROUP BY bucket, group ORDER BY bucket, group"""
     else:
         bucket = RAW_BUCKETS[p.resolved_bucket()]
@@ -229,15 +258,18 @@ def breakdown(store: AnalyticsStore, p: Params, scope: Scope) -> Result:
     """Totals over the window split by `by` (tenant, key, model, provider), biggest cost first."""
     rollup = use_rollup(p)
     group = DIMENSIONS[p.by or "model"]
-    table, time_col = ("usage_hourly", "hour") if rollup else ("requests", "time")
-    requests_expr, errors_expr = ("sum(requests)", "sum(errors)") if rollup else ("count()", "countIf(status >= 400)")
-    where = filters(p, scope, time_col=time_col, rollup=rollup)
+    if rollup:
+        source, where = usage_rollup(p, scope, daily=True)
+        source, requests_expr, errors_expr = f"({source})", "sum(requests)", "sum(errors)"
+    else:
+        where = filters(p, scope)
+        source, requests_expr, errors_expr = f"requests WHERE {where.sql()}", "count()", "countIf(status >= 400)"
     sql = f"""
         SELECT {group} AS group, {requests_expr} AS requests, {errors_expr} AS errors,
                round(errors / greatest(requests, 1), 6) AS error_rate,
                sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
                sum(cached_tokens) AS cached_tokens, sum(cost) AS cost
-        FROM {table} WHERE {where.sql()}
+        FROM {source}
         GROUP BY group ORDER BY cost DESC, requests DESC, group LIMIT {{limit:UInt32}}"""
     where.values["limit"] = p.limit
     return _run(store, sql, where, "rollup" if rollup else "raw")
@@ -257,7 +289,7 @@ def latency(store: AnalyticsStore, p: Params, scope: Scope) -> Result:
             SELECT provider, model, sum(requests) AS requests,
                    quantilesTDigestMerge({QUANTILES})(latency_q) AS latency,
                    quantilesTDigestMerge({QUANTILES})(ttft_q) AS ttft
-            FROM provider_hourly WHERE {where.sql()} AND provider != ''
+            FROM latency_hourly WHERE {where.sql()} AND provider != ''
             GROUP BY provider, model ORDER BY provider, model"""
     else:
         where = filters(p, scope)
@@ -280,7 +312,7 @@ def latency_over_time(store: AnalyticsStore, p: Params, scope: Scope) -> Result:
             SELECT {bucket} AS bucket, {group} AS group, sum(requests) AS requests,
                    quantilesTDigestMerge({QUANTILES})(latency_q) AS latency,
                    quantilesTDigestMerge({QUANTILES})(ttft_q) AS ttft
-            FROM provider_hourly WHERE {where.sql()} AND provider != ''
+            FROM latency_hourly WHERE {where.sql()} AND provider != ''
             GROUP BY bucket, group ORDER BY bucket, group"""
     else:
         bucket = RAW_BUCKETS[p.resolved_bucket()]
@@ -390,46 +422,45 @@ def totals(store: AnalyticsStore, p: Params, scope: Scope) -> Result:
 def budget(store: AnalyticsStore, p: Params, scope: Scope) -> Result:
     """A tenant's money: credits, adjustments, spend, balance, this month's spend
     against its monthly cap (Tenant.LimitsSet), and per bucket over the window the
-    spend and the balance after it (the burn-down)."""
+    spend and the balance after it (the burn-down). The spend is read from the usage
+    rollups, whose sums are as exact as the rows (every row counted once: see
+    analytics/projection.py), so a month of a large tenant costs a few thousand rows."""
     tenant = _one_tenant(p, scope)
-    values = {"tenant": tenant, "since": _ch_time(p.since), "until": _ch_time(p.until)}
     head_sql = """
         SELECT
           (SELECT sum(amount) FROM ledger_events FINAL WHERE tenant = {tenant:String} AND aggregate = 'Tenant'
              AND event = 'CreditsAdded') AS credits,
           (SELECT sum(amount) FROM ledger_events FINAL WHERE tenant = {tenant:String} AND aggregate = 'Tenant'
              AND event = 'BalanceAdjusted') AS adjustments,
-          (SELECT sum(cost) FROM requests FINAL WHERE tenant = {tenant:String}) AS spend,
-          (SELECT sum(cost) FROM requests FINAL WHERE tenant = {tenant:String}
-             AND time >= toStartOfMonth(now64(3, 'UTC'))) AS month_spend,
-          (SELECT sum(cost) FROM requests FINAL WHERE tenant = {tenant:String}
-             AND time < {since:DateTime64(3, 'UTC')}) AS spend_before,
+          (SELECT sum(cost) FROM usage_daily WHERE tenant = {tenant:String}) AS spend,
+          (SELECT sum(cost) FROM usage_daily WHERE tenant = {tenant:String}
+             AND day >= toStartOfMonth(toDate(now('UTC')))) AS month_spend,
           (SELECT argMax(JSONExtractString(data, 'monthly_cap'), notification_id) FROM ledger_events
              WHERE tenant = {tenant:String} AND aggregate = 'Tenant' AND event = 'LimitsSet') AS monthly_cap"""
-    _, head = store.query(head_sql, values)
-    credits, adjustments, spend, month_spend, spend_before, cap = head[0]
-    bucket = RAW_BUCKETS[p.resolved_bucket()]
-    _, series = store.query(
-        f"""SELECT {bucket} AS bucket, sum(cost) AS spend FROM requests FINAL
-            WHERE tenant = {{tenant:String}} AND time >= {{since:DateTime64(3, 'UTC')}}
-              AND time < {{until:DateTime64(3, 'UTC')}}
-            GROUP BY bucket ORDER BY bucket""",
-        values,
-    )
-    # The burn-down in Decimal: the balance after each bucket's spend. (Credits added
-    # during the window count from the start: a burn-down of what was bought.)
-    balance = credits + adjustments - spend_before
-    rows = []
-    for when, bucket_spend in series:
-        balance -= bucket_spend
-        rows.append((when, bucket_spend, balance))
+    _, head = store.query(head_sql, {"tenant": tenant})
+    credits, adjustments, spend, month_spend, cap = head[0]
+    balance_now = credits + adjustments - spend
+    series = usage(store, _replace(p, by="none", tenant=tenant if not scope.scoped else None), scope)
+    spends = [(row[0], row[-1]) for row in series.rows]  # (bucket, cost)
+    # The burn-down, backwards from today's balance: after each bucket, the balance
+    # was today's plus what was spent in the buckets after it (Decimal throughout).
+    rows, later = [], Decimal(0)
+    now = datetime.now(UTC)
+    if p.until < now:  # what was spent after the window still separates it from today's balance
+        after = usage(store, _replace(p, since=p.until, until=now + timedelta(minutes=1), bucket="auto", by="none",
+                                      tenant=tenant if not scope.scoped else None), scope)
+        later = sum((row[-1] for row in after.rows), Decimal(0))
+    for when, bucket_spend in reversed(spends):
+        rows.append((when, bucket_spend, balance_now + later))
+        later += bucket_spend
+    rows.reverse()
     cap_value = Decimal(cap) if cap else None
     summary = {
-        "tenant": tenant, "credits": credits, "adjustments": adjustments, "spend": spend,
-        "balance": credits + adjustments - spend, "month_spend": month_spend, "monthly_cap": cap_value,
+        "tenant": tenant, "credits": credits, "adjustments": adjustments, "spend": spend, "balance": balance_now,
+        "month_spend": month_spend, "monthly_cap": cap_value,
         "month_remaining": (cap_value - month_spend) if cap_value is not None else None,
     }
-    return Result(["bucket", "spend", "balance"], rows, "raw", summary)
+    return Result(["bucket", "spend", "balance"], rows, series.source, summary)
 
 
 def ledger_lines(store: AnalyticsStore, p: Params, scope: Scope) -> Result:
@@ -478,7 +509,7 @@ def keys(store: AnalyticsStore, p: Params, scope: Scope) -> Result:
                      anyIf(JSONExtractString(data, 'label'), event = 'Issued') AS label,
                      countIf(event = 'Revoked') > 0 AS revoked
               FROM ledger_events WHERE aggregate = 'ApiKey' AND {where.sql()} GROUP BY tenant, key_id) AS k
-        LEFT JOIN (SELECT key_id, sum(requests) AS requests, sum(cost) AS cost FROM usage_hourly
+        LEFT JOIN (SELECT key_id, sum(requests) AS requests, sum(cost) AS cost FROM usage_daily
                    WHERE {where.sql()} GROUP BY key_id) AS u ON k.key_id = u.key_id
         ORDER BY tenant, cost DESC, prefix"""
     return _run(store, sql, where, "raw")
@@ -495,7 +526,7 @@ def tenants(store: AnalyticsStore, p: Params, scope: Scope) -> Result:
         FROM (SELECT tenant, sumIf(amount, event = 'CreditsAdded') AS credits,
                      sumIf(amount, event = 'BalanceAdjusted') AS adjustments
               FROM ledger_events FINAL WHERE aggregate = 'Tenant' AND {where.sql()} GROUP BY tenant) AS t
-        LEFT JOIN (SELECT tenant, count() AS requests, sum(cost) AS cost FROM requests FINAL
+        LEFT JOIN (SELECT tenant, sum(requests) AS requests, sum(cost) AS cost FROM usage_daily
                    WHERE {where.sql()} GROUP BY tenant) AS u ON t.tenant = u.tenant
         ORDER BY spend DESC, tenant"""
     return _run(store, sql, where, "raw")

@@ -95,8 +95,12 @@ def assert_exact(store: AnalyticsStore, expected: Expected) -> None:
         assert final == want[:2], (tenant, "FINAL")
         assert rollup == want, (tenant, "rollup")
         assert metered == want[1], (tenant, "ledger lines")
-    everyone = store.query("SELECT sum(requests) FROM provider_hourly")[1][0][0]
-    assert everyone == sum(expected.requests.values()), "provider rollup (quantile states)"
+        daily = store.query("SELECT sum(requests), sum(cost) FROM usage_daily WHERE tenant = {t:String}",
+                            params)[1][0]
+        assert daily == want[:2], (tenant, "daily rollup")
+    for rollup in ("provider_hourly", "latency_hourly"):
+        everyone = store.query(f"SELECT sum(requests) FROM {rollup}")[1][0][0]
+        assert everyone == sum(expected.requests.values()), rollup
 
 
 @pytest.mark.parametrize("point", ["after_ledger_events", "after_attempts", "before_position"])
