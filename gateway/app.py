@@ -13,6 +13,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from quart import Quart, Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from gateway.admin import admin_api
 from gateway.analytics_api import analytics_blueprint
 from gateway.anthropic_api import messages_api
 from gateway.auth import Principal
@@ -24,6 +25,7 @@ from gateway.images import images_api
 from gateway.observability import configure_logging
 from gateway.openapi import openapi_api
 from gateway.services import Services
+from gateway.usage import usage_api
 
 log = structlog.get_logger("gateway.app")
 
@@ -80,6 +82,8 @@ def create_app(settings: Settings, span_exporter: SpanExporter | None = None) ->
     app.register_blueprint(messages_api)  # POST /v1/messages (Anthropic-compatible)
     app.register_blueprint(embeddings_api)  # POST /v1/embeddings
     app.register_blueprint(images_api)  # POST /v1/images/generations
+    app.register_blueprint(admin_api)  # /admin/... (TWOAPI_ADMIN_TOKEN)
+    app.register_blueprint(usage_api)  # GET /v1/usage
     app.register_blueprint(openapi_api)  # GET /openapi.json
 
     @app.errorhandler(GatewayError)

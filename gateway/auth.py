@@ -2,7 +2,9 @@
 
 A key is valid only if it was issued and not revoked. Answers are cached for at most
 `ttl_s` (one second by default), which bounds how long a revoked key keeps working
-on any process, and keeps the ledger read off the hot path.
+on any process, and keeps the ledger read off the hot path. The key's own limits
+and allowed models come with it (from the same ApiKey aggregate, so they take
+effect within the same second); the tenant's state is gateway/admission.py's.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ _CACHE_LIMIT = 100_000
 class Principal:
     tenant: str
     key_id: str
+    # The key's own limits (ApiKey.LimitsSet); None: none of its own.
+    rpm: int | None = None
+    tpm: int | None = None
+    allowed_models: tuple[str, ...] | None = None
 
 
 class KeyAuthenticator:
@@ -56,7 +62,14 @@ class KeyAuthenticator:
         key = self.ledger.find_key(key_hash)
         if key is None or key.revoked:
             return None
-        return Principal(tenant=key.tenant, key_id=key.id.hex)
+        allowed = getattr(key, "allowed_models", None)
+        return Principal(
+            tenant=key.tenant,
+            key_id=key.id.hex,
+            rpm=getattr(key, "rpm", None),
+            tpm=getattr(key, "tpm", None),
+            allowed_models=tuple(allowed) if allowed is not None else None,
+        )
 
 
 def _bearer(authorization: str | None) -> str:

@@ -25,6 +25,7 @@ from quart import Response
 from adapters.base import ChatStream, Completion, Usage
 from adapters.catalog import ModelInfo
 from adapters.errors import UpstreamError
+from gateway.admission import admit
 from gateway.attempts import OpenStream, first_answer, note_outcome
 from gateway.auth import Principal
 from gateway.breakers import Transition
@@ -34,6 +35,7 @@ from gateway.openai_format import DONE_FRAME, ChunkFramer, completion_body, erro
 from gateway.routing import Route, route
 from gateway.services import Services
 from gateway.validation import parse_json_object, validate_chat
+from ledger.accounts import money_text
 from ledger.events import Request
 from ledger.ids import format_request_id, new_request_id
 from ledger.pricing import quantize
@@ -91,6 +93,7 @@ class ChatCall:
     served_model: str | None = None
     usage: Usage | None = None
     endpoint: str = "chat.completions"
+    admission: Any = None  # gateway.admission.Admission, once admitted
 
     def __post_init__(self) -> None:
         self.trace = RequestTrace(self.request_uuid)
@@ -179,8 +182,11 @@ class ChatCall:
     # -- metering and the end of the request ---------------------------------
 
     def metered(self, model: ModelInfo, usage: Usage, source: str) -> Decimal:
-        book = self.services.price_book
-        cost = book.cost(model.id, usage.input_tokens, usage.output_tokens, usage.cached_tokens)
+        # Priced by the price book in force when the request was admitted.
+        at = self.admission.at if self.admission is not None else time.time() - (time.perf_counter() - self.started)
+        cost, version = self.services.price_books.cost(
+            model.id, usage.input_tokens, usage.output_tokens, usage.cached_tokens, at
+        )
         if usage.images:  # the images endpoint: each image at the model's list price per image
             cost = quantize(cost + usage.images * self.services.price_book.prices[model.id].image)
         self.trace.add(
@@ -191,11 +197,13 @@ class ChatCall:
             output_tokens=usage.output_tokens,
             cached_tokens=usage.cached_tokens,
             source=source,
-            price_book=book.version,
-            cost=str(cost),
+            price_book=version,
+            cost=money_text(cost),
             images=usage.images,
         )
         self.usage = usage
+        if self.admission is not None:
+            self.admission.metered(cost, usage.input_tokens + usage.output_tokens, self.trace.entries[-1][1])
         return cost
 
     def completed(self) -> None:
@@ -256,12 +264,14 @@ class ChatCall:
 
     def headers(self, model: ModelInfo | None = None, cost: Decimal | None = None) -> dict[str, str]:
         headers = {"x-request-id": self.request_id, "x-2api-attempts": str(self.attempts)}
+        if self.admission is not None:
+            headers.update(self.admission.headers)  # x-ratelimit-*
         if model is not None:
             headers["x-2api-provider"] = model.provider
             headers["x-2api-model"] = model.id
             headers["x-2api-routing-strategy"] = self.strategy
         if cost is not None:
-            headers["x-2api-cost"] = str(cost)
+            headers["x-2api-cost"] = money_text(cost)  # fixed-point: "0.000000020", never "2E-8"
         return headers
 
 
@@ -276,6 +286,7 @@ async def chat_completions(
         body = parse_json_object(raw)
         call.received(raw, body)
         validate_chat(body)
+        await admit(services, call, body)  # status, models, rate limits, balance
         chosen = route(services, body, call.started_monotonic)
         call.routed(chosen)
         answer, model = await first_answer(

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from gateway.config import Settings
+from gateway.tenancy_cli import add_tenancy_commands, migrate_projections
 from ledger.application import Ledger
 from ledger.ids import parse_request_id
 
@@ -71,7 +72,14 @@ def cmd_credits_add(args: argparse.Namespace) -> int:
     except InvalidOperation:
         print(f"not an amount: {args.amount}", file=sys.stderr)
         return 2
-    _ledger().add_credits(args.tenant, amount, reference=args.reference)
+    if not amount.is_finite() or amount <= 0:
+        print("credits are a positive amount (corrections: twoapi credits adjust)", file=sys.stderr)
+        return 2
+    try:
+        _ledger().add_credits(args.tenant, amount, reference=args.reference)
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 1
     print(f"added {amount} USD to {args.tenant}")
     return 0
 
@@ -112,6 +120,8 @@ def cmd_ledger_explain(args: argparse.Namespace) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     _ledger()  # opening the ledger creates its tables when missing
     print("ledger tables are in place")
+    applied = migrate_projections()  # migrations/<sqlite|postgres>/*.sql
+    print("projection tables are in place (migrations: " + ", ".join(applied) + ")")
     return 0
 
 
@@ -262,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--amount", required=True, help="USD, e.g. 25.00")
     add.add_argument("--reference", default="", help="e.g. an invoice id")
     add.set_defaults(func=cmd_credits_add)
+    add_tenancy_commands(commands, keys, tenants, credits)  # list/show/suspend..., limits, price-books...
 
     ledger = commands.add_parser("ledger", help="read the ledger").add_subparsers(dest="action", required=True)
     show = ledger.add_parser("show", help="a request's events, as JSON lines")
@@ -271,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("request_id")
     explain.set_defaults(func=cmd_ledger_explain)
 
-    migrate = commands.add_parser("migrate", help="create the ledger's tables")
+    migrate = commands.add_parser("migrate", help="create the ledger's tables and migrate the projection tables")
     migrate.set_defaults(func=cmd_migrate)
     add_analytics_commands(commands)
     return parser

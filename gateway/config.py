@@ -41,6 +41,8 @@ class Settings:
     breaker_consecutive: int = 5
     breaker_cooldown_s: float = 10.0
     log_level: str = "info"
+    master_key: str | None = None  # TWOAPI_MASTER_KEY: encrypts tenants' provider keys
+    projections: str = "thread"  # TWOAPI_PROJECTIONS: "thread" (run them here) or "off"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -65,4 +67,6 @@ class Settings:
             breaker_consecutive=int(env.get("TWOAPI_BREAKER_CONSECUTIVE") or 5),
             breaker_cooldown_s=float(env.get("TWOAPI_BREAKER_COOLDOWN_S") or 10),
             log_level=(env.get("TWOAPI_LOG_LEVEL") or "info").lower(),
+            master_key=env.get("TWOAPI_MASTER_KEY") or None,
+            projections=(env.get("TWOAPI_PROJECTIONS") or "thread").lower(),
         )

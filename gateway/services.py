@@ -12,6 +12,7 @@ from adapters.http import HttpClient
 from adapters.registry import build_adapters
 from analytics.config import AnalyticsConfig
 from analytics.service import open_analytics
+from gateway.admission import PROVIDER_KEYS, start_tenancy, stop_tenancy
 from gateway.auth import KeyAuthenticator
 from gateway.breakers import BreakerPolicy, Breakers
 from gateway.config import Settings
@@ -19,6 +20,7 @@ from gateway.latency import LatencyTracker
 from gateway.observability import build_tracer
 from gateway.shared_state import SharedState
 from ledger.application import Ledger
+from ledger.price_books import PriceBooks
 from ledger.pricing import PriceBook
 from ledger.writer import LedgerWriter
 
@@ -30,6 +32,9 @@ class Services:
         # The first price book is the catalog's list prices; published, versioned
         # books replace it with the tenancy/billing work.
         self.price_book = PriceBook.from_table({m.id: m.price for m in self.catalog.models})
+        # Requests are priced by the published version in force when received (this
+        # book is the base: ledger/price_books.py).
+        self.price_books = PriceBooks(self.price_book)
         self.tracer = build_tracer(span_exporter)
         self.breakers = Breakers(
             BreakerPolicy(consecutive=settings.breaker_consecutive, cooldown_s=settings.breaker_cooldown_s)
@@ -43,6 +48,7 @@ class Services:
         )
         self.writer = LedgerWriter(self.ledger)
         self.authenticator = KeyAuthenticator(self.ledger)
+        await start_tenancy(self)  # projection, rate limits, admission gate, price books
         self.http = HttpClient()
         self.adapters: dict[str, Adapter] = build_adapters(self.http)
         self.shared = SharedState(self.settings.redis_url, self.breakers, self.latency,
@@ -58,16 +64,19 @@ class Services:
         await self.shared.stop()
         await self.http.close()
         await asyncio.to_thread(self.writer.close)
+        await stop_tenancy(self)
 
     def is_configured(self, model: ModelInfo) -> bool:
         return model.provider in self.settings.providers and model.provider in self.adapters
 
-    def target(self, model: ModelInfo, timeout_s: float) -> Target:
+    def target(self, model: ModelInfo, timeout_s: float, api_key: str | None = None) -> Target:
+        """Where and how to call `model`: with `api_key`, else the calling tenant's own
+        key for the provider (set by the admission check), else the gateway's."""
         provider = self.settings.providers[model.provider]
         return Target(
             provider=model.provider,
             model=model.upstream,
             base_url=provider.base_url,
-            api_key=provider.api_key,
+            api_key=api_key or (PROVIDER_KEYS.get() or {}).get(model.provider) or provider.api_key,
             timeout_s=timeout_s,
         )

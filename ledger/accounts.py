@@ -32,6 +32,7 @@ from uuid import UUID
 from eventsourcing.utils import get_topic
 
 from ledger.events import Request, Tenant
+from ledger.pricing import quantize
 
 CREDITS = "system:credits"
 REVENUE = "system:revenue"
@@ -44,6 +45,15 @@ MONEY_TOPICS = tuple(
     get_topic(cls)
     for cls in (Tenant.Created, Tenant.CreditsAdded, Tenant.BalanceAdjusted, Request.Received, Request.UsageMetered)
 )
+
+
+MAX_AMOUNT = Decimal(10) ** 15  # USD; larger amounts are refused as typos
+
+
+def money_text(amount: Decimal) -> str:
+    """USD as a fixed-point string with the ledger's nine decimals ("0.000000001",
+    never "1E-9")."""
+    return format(quantize(amount), "f")
 
 
 def tenant_account(tenant: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -11,11 +12,11 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import Transcoder
+from eventsourcing.persistence import InternalError, Transcoder
 
 from ledger import ids
+from ledger.accounts import MAX_AMOUNT, money_text
 from ledger.events import ENVELOPE_FIELDS, ApiKey, PriceBook, ProviderCredential, Tenant
-from ledger.pricing import quantize
 from ledger.store import persistence_env
 from ledger.transcoder import OrjsonTranscoder
 
@@ -44,7 +45,18 @@ class Ledger(Application[UUID]):
 
     @classmethod
     def open(cls, database_url: str | None, data_dir: Path) -> Ledger:
-        return cls(env=persistence_env(database_url, data_dir))
+        env = persistence_env(database_url, data_dir)
+        for attempt in range(5):
+            try:
+                return cls(env=env)
+            except InternalError as error:
+                # Two processes opening a PostgreSQL ledger at once both run the
+                # library's DDL (CREATE OR REPLACE FUNCTION ...): one may fail with
+                # "tuple concurrently updated". The DDL is idempotent: run it again.
+                if "concurrently" not in str(error) or attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def is_empty(self) -> bool:
         return not self.recorder.max_notification_id()
@@ -68,7 +80,8 @@ class Ledger(Application[UUID]):
         tenant = self.find_tenant(tenant_name)
         if tenant is None:
             raise ValueError(f"no tenant {tenant_name!r}")
-        tenant.add_credits(amount=str(quantize(amount)), reference=reference)
+        _check_amount(amount)
+        tenant.add_credits(amount=money_text(amount), reference=reference)
         self.save(tenant)
 
     # API keys
@@ -143,18 +156,21 @@ class Ledger(Application[UUID]):
         tenant = self._tenant(name)
         _check_limit("rpm", rpm)
         _check_limit("tpm", tpm)
-        if monthly_cap is not None and (not monthly_cap.is_finite() or monthly_cap < 0):
-            raise ValueError("monthly_cap is a non-negative amount")
-        cap = str(quantize(monthly_cap)) if monthly_cap is not None else None
+        if monthly_cap is not None:
+            _check_amount(monthly_cap)
+            if monthly_cap < 0:
+                raise ValueError("monthly_cap is a non-negative amount")
+        cap = money_text(monthly_cap) if monthly_cap is not None else None
         tenant.set_limits(rpm=rpm, tpm=tpm, monthly_cap=cap)
         self.save(tenant)
         return tenant
 
     def adjust_balance(self, name: str, amount: Decimal, reason: str, corrects: str = "") -> None:
         tenant = self._tenant(name)
-        if not amount.is_finite() or amount == 0:
+        _check_amount(amount)
+        if amount == 0:
             raise ValueError("an adjustment is a non-zero amount")
-        tenant.adjust_balance(amount=str(quantize(amount)), reason=reason, corrects=corrects)
+        tenant.adjust_balance(amount=money_text(amount), reason=reason, corrects=corrects)
         self.save(tenant)
 
     # Price books
@@ -209,6 +225,11 @@ class Ledger(Application[UUID]):
 
     def _exists(self, aggregate_id: UUID) -> bool:
         return bool(self.recorder.select_events(aggregate_id, limit=1))
+
+
+def _check_amount(amount: Decimal) -> None:
+    if not amount.is_finite() or abs(amount) >= MAX_AMOUNT:
+        raise ValueError(f"{amount} is not an amount of money")
 
 
 def _check_limit(name: str, value: int | None) -> None:

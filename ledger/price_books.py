@@ -75,19 +75,18 @@ def parse_time(value: Any) -> datetime:
 
 
 def book_of(version: str, prices: dict[str, dict[str, str]]) -> PriceBook:
-    """The token prices of a published table, as a PriceBook."""
-    return PriceBook(
-        version=version,
-        prices={
-            model: ModelPrice(
-                input=Decimal(row["input"]),
-                output=Decimal(row["output"]),
-                cached_input=Decimal(row.get("cached_input", row["input"])),
-            )
-            for model, row in prices.items()
-            if "input" in row
-        },
-    )
+    """A published table as a PriceBook. An embedding model's `embedding` price is
+    its input price; a model priced only per image has zero token prices."""
+    book = {}
+    for model, row in prices.items():
+        input_price = row.get("input", row.get("embedding", "0"))
+        book[model] = ModelPrice(
+            input=Decimal(input_price),
+            output=Decimal(row.get("output", "0")),
+            cached_input=Decimal(row.get("cached_input", input_price)),
+            image=Decimal(row.get("image", "0")),
+        )
+    return PriceBook(version=version, prices=book)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,12 +141,12 @@ class PriceBooks:
         return self._versions[index - 1].book if index else self.base
 
     def cost(self, model: str, input_tokens: int, output_tokens: int, cached_tokens: int,
-             at: float) -> tuple[Decimal, str]:
-        """(cost, version) of a request received at `at`."""
+             at: float, images: int = 0) -> tuple[Decimal, str]:
+        """(cost, version) of a request received at `at` (unix seconds)."""
         book = self.in_force(at)
         if model not in book.prices:
             book = self.base
-        return book.cost(model, input_tokens, output_tokens, cached_tokens), book.version
+        return book.cost(model, input_tokens, output_tokens, cached_tokens, images), book.version
 
     def refresh(self, ledger: Any) -> int:
         """Read versions published since the last refresh; how many were new."""

@@ -91,8 +91,15 @@ def runner_env(database_url: str | None, data_dir: Path) -> dict[str, str]:
     env = dict(persistence_env(database_url, data_dir))
     prefix = PROJECTION_NAME.upper() + "_"
     if _is_postgres(database_url):
-        env[prefix + "POSTGRES_POOL_SIZE"] = "2"
+        # The runner's own Ledger: one connection LISTENs, one selects notifications.
+        # It never creates the ledger's tables (DDL racing the gateway's own could
+        # fail with "tuple concurrently updated"): until they exist it retries.
+        env["LEDGER_CREATE_TABLE"] = "n"
+        env["LEDGER_POSTGRES_POOL_SIZE"] = "2"
+        env["LEDGER_POSTGRES_MAX_OVERFLOW"] = "2"
+        env[prefix + "POSTGRES_POOL_SIZE"] = "1"
         env[prefix + "POSTGRES_MAX_OVERFLOW"] = "4"
+        env[prefix + "POSTGRES_CONNECT_TIMEOUT"] = "2"  # reads on the request path give up quickly
     else:
         env["APPLICATION_RECORDER_TOPIC"] = get_topic(SubscribableSQLiteApplicationRecorder)
         env[prefix + "SQLITE_DBNAME"] = str(data_dir / "projections.sqlite3")
@@ -230,6 +237,7 @@ class ProjectionWorker:
         self.data_dir = data_dir
         self.retry_s = retry_s
         self.lease = lease_for(database_url, data_dir)
+        self.env = runner_env(database_url, data_dir)
         self.leading = False
         self.restarts = 0
         self._stopping = threading.Event()
@@ -280,7 +288,7 @@ class ProjectionWorker:
             application_class=Ledger,
             projection_class=TenancyProjection,
             view_class=view_class(self.database_url),
-            env=runner_env(self.database_url, self.data_dir),
+            env=self.env,
         )
         self._runner = runner
         try:
@@ -359,5 +367,33 @@ def rebuild(database_url: str | None, data_dir: Path) -> None:
                           (APPLICATION_NAME,))
         finally:
             close_view(view)
+    finally:
+        lease.release()
+
+
+def catch_up(database_url: str | None, data_dir: Path, ledger: Ledger, view: TenancyView,
+             timeout: float = 30.0) -> bool:
+    """Bring the projection up to the ledger's last event: run it here for a moment if
+    no worker holds the lease, else wait for the one that does. For commands that
+    read the projection (the CLI) when no gateway may be running."""
+    if caught_up(ledger, view):
+        return True
+    lease = lease_for(database_url, data_dir)
+    if not lease.acquire():
+        return wait_caught_up(ledger, view, timeout)
+    try:
+        deadline = time.monotonic() + timeout
+        runner = BatchingProjectionRunner(application_class=Ledger, projection_class=TenancyProjection,
+                                          view_class=view_class(database_url),
+                                          env=runner_env(database_url, data_dir))
+        try:
+            with runner:
+                while not caught_up(ledger, view):
+                    if time.monotonic() >= deadline:
+                        return False
+                    runner.run_forever(timeout=0.02)
+        finally:
+            close_view(runner.view)
+        return True
     finally:
         lease.release()

@@ -31,6 +31,7 @@ from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
 from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteCursor, SQLiteTrackingRecorder
 
+from ledger.accounts import money_text
 from ledger.projections.migrate import migrate
 
 APPLICATION_NAME = "Ledger"  # the application whose notification log is followed
@@ -95,7 +96,7 @@ class TenancyView(TrackingRecorder):
         raise NotImplementedError
 
     def money_in(self, amount: Decimal) -> Any:
-        return str(amount)
+        return money_text(amount)
 
     def time_in(self, at: datetime) -> Any:
         return _iso(at)
@@ -366,7 +367,7 @@ class TenancyView(TrackingRecorder):
                       (name,))
             providers = [r["provider"] for r in c.fetchall()]
         detail = _tenant_row(row)
-        detail.update(month=month, month_spend=str(_money(spend["cost"]) if spend else ZERO),
+        detail.update(month=month, month_spend=money_text(_money(spend["cost"]) if spend else ZERO),
                       keys={"active": keys.get("active", 0), "revoked": keys.get("revoked", 0)},
                       provider_keys=providers)
         return detail
@@ -524,8 +525,8 @@ def _tenant_row(r: Any) -> dict[str, Any]:
     return {
         "name": r["name"], "status": r["status"], "status_reason": r["status_reason"],
         "limits": {"rpm": r["rpm"], "tpm": r["tpm"],
-                   "monthly_cap": None if r["monthly_cap"] is None else str(_money(r["monthly_cap"]))},
-        "balance": str(_money(r["balance"]) or ZERO),
+                   "monthly_cap": None if r["monthly_cap"] is None else money_text(_money(r["monthly_cap"]))},
+        "balance": money_text(_money(r["balance"]) or ZERO),
         "created_at": _time_text(r["created_at"]), "updated_at": _time_text(r["updated_at"]),
     }
 

@@ -152,6 +152,8 @@ def test_gateway_reaches_a_separate_simulator_process_through_base_url_variables
         created = run_twoapi(["keys", "create", "--tenant", "acme"], env)
         assert created.returncode == 0, created.stderr
         key = json.loads(created.stdout)["key"]
+        # A new tenant has no balance: without credits its requests get 402.
+        assert run_twoapi(["credits", "add", "--tenant", "acme", "--amount", "5.00"], env).returncode == 0
         gateway = Process(["serve"], env, tmp_path, "gateway")
         wait_until_healthy(f"http://127.0.0.1:{port}", timeout=30)
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0)

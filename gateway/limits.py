@@ -1,0 +1,276 @@
+"""Rate limits: requests and tokens per minute, per key and per tenant (GCRA).
+
+Each limit is a GCRA bucket ("generic cell rate algorithm", a leaky bucket kept as
+one number, its theoretical arrival time TAT): a limit of N per minute admits one
+unit every 60/N s with a burst of up to N, and a bucket that is full again has
+"reset". A request takes 1 from its request buckets and its estimated prompt
+tokens from its token buckets, all-or-nothing: if any bucket would overflow,
+nothing is taken and the answer is 429 `rate_limited` with `retry-after`. When the
+usage is known, the token buckets are settled with the difference between the
+actual tokens (input + output) and the estimate.
+
+With `REDIS_URL` the buckets live in Redis and one Lua script checks and takes them
+atomically (using Redis's clock), so the limits hold across any number of gateway
+processes. Without Redis, or while Redis is unreachable, they are kept in-process
+(per process), and a warning is logged; a Redis failure never fails a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger("gateway.limits")
+
+PERIOD_MS = 60_000.0
+REDIS_RETRY_S = 1.0  # after a Redis failure, use in-process buckets this long before trying again
+
+# KEYS: the buckets; ARGV: period_ms, then (limit, cost) per bucket.
+# Returns {allowed, retry_ms, remaining_1, reset_ms_1, ...} as strings.
+_TAKE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local period = tonumber(ARGV[1])
+local allowed = 1
+local retry = 0
+local state = {}
+for i = 1, #KEYS do
+  local limit = tonumber(ARGV[2 * i])
+  local cost = tonumber(ARGV[2 * i + 1])
+  local interval = period / limit
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if tat < now then tat = now end
+  local new_tat = tat + cost * interval
+  local allow_at = new_tat - period
+  if allow_at > now then
+    allowed = 0
+    if allow_at - now > retry then retry = allow_at - now end
+  end
+  state[i] = {tat, new_tat, interval}
+end
+local out = {tostring(allowed), tostring(retry)}
+for i = 1, #KEYS do
+  local used = state[i][1]
+  if allowed == 1 then
+    used = state[i][2]
+    redis.call('SET', KEYS[i], tostring(used), 'PX', math.ceil(used - now) + 1000)
+  end
+  out[#out + 1] = tostring((period - (used - now)) / state[i][3])
+  out[#out + 1] = tostring(used - now)
+end
+return out
+"""
+
+# KEYS: token buckets; ARGV: period_ms, then (limit, delta) per bucket.
+_SETTLE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local period = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  local interval = period / tonumber(ARGV[2 * i])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if tat < now then tat = now end
+  tat = tat + tonumber(ARGV[2 * i + 1]) * interval
+  if tat > now then
+    redis.call('SET', KEYS[i], tostring(tat), 'PX', math.ceil(tat - now) + 1000)
+  else
+    redis.call('DEL', KEYS[i])
+  end
+end
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    name: str  # e.g. "key:<id>:requests"
+    kind: str  # "requests" | "tokens"
+    limit: int  # per minute
+    cost: int  # taken now
+
+
+@dataclass(frozen=True, slots=True)
+class BucketState:
+    bucket: Bucket
+    remaining: int
+    reset_ms: float
+
+
+@dataclass(slots=True)
+class Decision:
+    allowed: bool
+    retry_after_s: float = 0.0
+    states: list[BucketState] = field(default_factory=list)
+    source: str = "none"  # "redis" | "local" | "none"
+
+    def headers(self) -> dict[str, str]:
+        """OpenAI's rate-limit headers, for the tightest bucket of each kind."""
+        headers: dict[str, str] = {}
+        for kind in ("requests", "tokens"):
+            states = [s for s in self.states if s.bucket.kind == kind]
+            if not states:
+                continue
+            tightest = min(states, key=lambda s: (s.remaining, -s.reset_ms))
+            headers[f"x-ratelimit-limit-{kind}"] = str(tightest.bucket.limit)
+            headers[f"x-ratelimit-remaining-{kind}"] = str(tightest.remaining)
+            headers[f"x-ratelimit-reset-{kind}"] = format_duration(tightest.reset_ms / 1000)
+        if not self.allowed:
+            headers["retry-after"] = str(max(1, math.ceil(self.retry_after_s)))
+            headers["retry-after-ms"] = str(max(1, math.ceil(self.retry_after_s * 1000)))
+        return headers
+
+
+def format_duration(seconds: float) -> str:
+    """Durations as OpenAI writes them in x-ratelimit-reset-*: 20ms, 1.5s, 6m0s."""
+    if seconds < 1:
+        return f"{max(0, math.ceil(seconds * 1000))}ms"
+    if seconds < 60:
+        return f"{round(seconds, 3):g}s"
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)}m{round(rest):d}s"
+
+
+class LocalBuckets:
+    """The same GCRA in-process (per process), on this process's clock."""
+
+    def __init__(self) -> None:
+        self._tats: dict[str, float] = {}
+        self._sweep_at = 0.0
+
+    def take(self, buckets: list[Bucket], now_ms: float | None = None) -> Decision:
+        now = time.time() * 1000 if now_ms is None else now_ms
+        self._sweep(now)
+        allowed, retry = True, 0.0
+        plans = []
+        for b in buckets:
+            interval = PERIOD_MS / b.limit
+            tat = max(self._tats.get(b.name, 0.0), now)
+            new_tat = tat + b.cost * interval
+            allow_at = new_tat - PERIOD_MS
+            if allow_at > now:
+                allowed = False
+                retry = max(retry, allow_at - now)
+            plans.append((b, tat, new_tat, interval))
+        states = []
+        for b, tat, new_tat, interval in plans:
+            used = new_tat if allowed else tat
+            if allowed:
+                self._tats[b.name] = used
+            states.append(BucketState(b, _remaining(PERIOD_MS, used - now, interval), used - now))
+        return Decision(allowed, retry / 1000, states, "local")
+
+    def settle(self, buckets: list[tuple[Bucket, int]], now_ms: float | None = None) -> None:
+        now = time.time() * 1000 if now_ms is None else now_ms
+        for b, delta in buckets:
+            tat = max(self._tats.get(b.name, 0.0), now) + delta * PERIOD_MS / b.limit
+            if tat > now:
+                self._tats[b.name] = tat
+            else:
+                self._tats.pop(b.name, None)
+
+    def _sweep(self, now: float) -> None:
+        if now < self._sweep_at:
+            return
+        self._sweep_at = now + PERIOD_MS
+        for name in [n for n, tat in self._tats.items() if tat < now]:
+            del self._tats[name]
+
+
+class RateLimiter:
+    def __init__(self, redis_url: str | None, prefix: str = "twoapi", timeout_s: float = 0.25) -> None:
+        self.redis_url = redis_url
+        self.prefix = prefix + ":rl:"
+        self.timeout_s = timeout_s
+        self.local = LocalBuckets()
+        self._client: Any = None
+        self._take: Any = None
+        self._settle: Any = None
+        self._down_until = 0.0
+        self._healthy = True
+        self._pending: set[asyncio.Task[None]] = set()
+
+    @property
+    def healthy(self) -> bool:
+        return self._healthy
+
+    async def start(self) -> None:
+        if not self.redis_url:
+            return
+        import redis.asyncio as redis
+
+        self._client = redis.from_url(self.redis_url, socket_timeout=self.timeout_s,
+                                      socket_connect_timeout=self.timeout_s)
+        self._take = self._client.register_script(_TAKE)
+        self._settle = self._client.register_script(_SETTLE)
+
+    async def stop(self) -> None:
+        for task in list(self._pending):
+            task.cancel()
+        if self._client is not None:
+            await self._client.aclose()
+
+    def _use_redis(self) -> bool:
+        return self._client is not None and time.monotonic() >= self._down_until
+
+    async def take(self, buckets: list[Bucket]) -> Decision:
+        if not buckets:
+            return Decision(True)
+        if self._use_redis():
+            try:
+                reply = await self._take(
+                    keys=[self.prefix + b.name for b in buckets],
+                    args=[PERIOD_MS, *(x for b in buckets for x in (b.limit, min(b.cost, b.limit)))],
+                )
+            except Exception as error:
+                self._failed(error)
+            else:
+                self._recovered()
+                values = [float(v) for v in reply]
+                states = [
+                    BucketState(b, max(0, math.floor(values[2 + 2 * i] + 1e-9)), max(0.0, values[3 + 2 * i]))
+                    for i, b in enumerate(buckets)
+                ]
+                return Decision(values[0] == 1, values[1] / 1000, states, "redis")
+        capped = [Bucket(b.name, b.kind, b.limit, min(b.cost, b.limit)) for b in buckets]
+        return self.local.take(capped)
+
+    def settle(self, buckets: list[tuple[Bucket, int]]) -> None:
+        """Adjust token buckets by (actual - estimated) tokens, off the response path."""
+        buckets = [(b, d) for b, d in buckets if d]
+        if not buckets:
+            return
+        if not self._use_redis():
+            self.local.settle(buckets)
+            return
+        task = asyncio.get_running_loop().create_task(self._settle_redis(buckets))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _settle_redis(self, buckets: list[tuple[Bucket, int]]) -> None:
+        try:
+            await self._settle(keys=[self.prefix + b.name for b, _ in buckets],
+                               args=[PERIOD_MS, *(x for b, d in buckets for x in (b.limit, d))])
+        except Exception as error:
+            self._failed(error)
+            self.local.settle(buckets)
+
+    def _failed(self, error: Exception) -> None:
+        self._down_until = time.monotonic() + REDIS_RETRY_S
+        if self._healthy:
+            self._healthy = False
+            log.warning("redis_unavailable", error=type(error).__name__,
+                        what="rate limits continue in-process (per process) until Redis is back")
+
+    def _recovered(self) -> None:
+        if not self._healthy:
+            self._healthy = True
+            log.warning("redis_recovered", what="rate limits are shared through Redis again")
+
+
+def _remaining(period: float, used: float, interval: float) -> int:
+    return max(0, math.floor((period - used) / interval + 1e-9))
