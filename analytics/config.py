@@ -3,14 +3,17 @@
 Which store (chDB in the data dir, or a ClickHouse server) and which role this
 process plays are decided here, once:
 
-* `owner` (default): this process opens the store and runs the projection. With
-  chDB only one process may hold a data path, so this is the gateway when it runs
-  as one process (`twoapi serve`, `--workers 1`) or `twoapi analytics run`.
-* `query`: open the store for queries only (ClickHouse server mode, where every
-  gateway worker may query while exactly one process projects).
-* `remote`: neither; forward queries to the analytics worker at
-  `TWOAPI_ANALYTICS_URL` (how gateway workers reach a chDB another process owns).
-* `off`: no analytics in this process.
+* `owner`: this process opens the store and runs the projection. With chDB only one
+  process may hold a data path, so this is one process per store: the analytics
+  worker (`twoapi analytics run`), which `twoapi serve` starts beside the gateway.
+* `remote`: forward queries to the analytics worker at `TWOAPI_ANALYTICS_URL`; what
+  `twoapi serve` gives its gateway process(es) with the embedded store, so serving
+  processes never load chDB (~400 MB, and a projection thread competing for the GIL).
+* `query`: open the store for queries only: gateway processes with a ClickHouse
+  server (`CLICKHOUSE_URL`), where any process may query and one projects.
+* `off`: no analytics in this process. The default when nothing is set, e.g. an
+  app built with `create_app` in a test or served by a bare `hypercorn
+  gateway.asgi:app`: set `TWOAPI_ANALYTICS=owner` there to own the store in-process.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ ROLES = ("owner", "query", "remote", "off")
 
 @dataclass(frozen=True, slots=True)
 class AnalyticsConfig:
-    role: str = "owner"
+    role: str = "owner"  # from_env defaults to "off": see the module doc
     data_dir: Path = Path(".twoapi")
     clickhouse_url: str | None = None  # http(s)://user:pass@host:8123/db; chDB when None
     remote_url: str | None = None  # the analytics worker, for role "remote"
@@ -48,7 +51,7 @@ class AnalyticsConfig:
     @classmethod
     def from_env(cls, data_dir: Path, env: Mapping[str, str] = os.environ) -> AnalyticsConfig:
         remote_url = env.get("TWOAPI_ANALYTICS_URL") or None
-        role = (env.get("TWOAPI_ANALYTICS") or ("remote" if remote_url else "owner")).lower()
+        role = (env.get("TWOAPI_ANALYTICS") or ("remote" if remote_url else "off")).lower()
         if role not in ROLES:
             raise ValueError(f"TWOAPI_ANALYTICS must be one of {', '.join(ROLES)}, not {role!r}")
         if role == "remote" and not remote_url:

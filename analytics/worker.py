@@ -4,8 +4,8 @@ It owns the analytics store (with chDB: the only process that opens the data pat
 runs the projection, and, given a port, answers the gateway workers' queries at
 `/internal/analytics/{query}` (bearer TWOAPI_ADMIN_TOKEN or TWOAPI_ANALYTICS_TOKEN;
 bind it to localhost).
-`twoapi serve --workers N` starts one beside its workers and points them at it
-(`TWOAPI_ANALYTICS_URL`), so N workers never load N copies of the engine.
+`twoapi serve` starts one beside its gateway process(es) and points them at it
+(`TWOAPI_ANALYTICS_URL`), so no serving process loads the engine.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -92,6 +94,7 @@ def create_worker_app(config: AnalyticsConfig, database_url: str | None, admin_t
 def run_worker(config: AnalyticsConfig, database_url: str | None, admin_token: str | None,
                host: str, port: int | None) -> int:
     """Run the projection (and, with a port, the internal query API) until SIGTERM/SIGINT."""
+    _stop_with_parent()
     if port is None:
         return _run_projection_only(config, database_url)
     from hypercorn.asyncio import serve
@@ -117,8 +120,6 @@ async def _serve_until_signal(serve: Any, app: Quart, hconfig: Any) -> None:
 
 
 def _run_projection_only(config: AnalyticsConfig, database_url: str | None) -> int:
-    import threading
-
     from analytics.projection import ProjectionRunner
 
     runner = ProjectionRunner(config, database_url)
@@ -135,22 +136,24 @@ def _run_projection_only(config: AnalyticsConfig, database_url: str | None) -> i
 
 
 @contextlib.contextmanager
-def beside_gateway_workers(workers: int) -> Iterator[subprocess.Popen[bytes] | None]:
-    """For `twoapi serve --workers N` (N > 1): one analytics worker process owns the
-    analytics store and runs the projection, and the N gateway workers (which inherit
-    this process's environment) reach it instead of each opening the store.
+def beside_gateway() -> Iterator[subprocess.Popen[bytes] | None]:
+    """For `twoapi serve`: one analytics worker process owns the analytics store and
+    runs the projection, and the gateway process(es), which inherit this process's
+    environment, reach it rather than open the store themselves:
 
-    * chDB: the workers forward queries to it (TWOAPI_ANALYTICS_URL), so the engine
-      is loaded once, by the only process that may hold its data path;
-    * CLICKHOUSE_URL: the workers query the server themselves (TWOAPI_ANALYTICS=query)
-      and only the analytics worker projects.
+    * chDB: they forward analytics queries to it (TWOAPI_ANALYTICS_URL), so the
+      engine is loaded once, by the only process that may hold its data path, and
+      the projection's work never competes with serving for a gateway's GIL;
+    * CLICKHOUSE_URL: they query the server themselves (TWOAPI_ANALYTICS=query) and
+      only the analytics worker projects.
 
-    Nothing is started with one worker (the gateway owns the store itself) or when the
-    operator set TWOAPI_ANALYTICS / TWOAPI_ANALYTICS_URL (their deployment decides)."""
-    if workers <= 1 or os.environ.get("TWOAPI_ANALYTICS") or os.environ.get("TWOAPI_ANALYTICS_URL"):
+    Nothing is started when the operator set TWOAPI_ANALYTICS or TWOAPI_ANALYTICS_URL:
+    their deployment decides (e.g. `TWOAPI_ANALYTICS=owner` for one process owning
+    everything, or a worker of their own)."""
+    if os.environ.get("TWOAPI_ANALYTICS") or os.environ.get("TWOAPI_ANALYTICS_URL"):
         yield None
         return
-    os.environ.setdefault("TWOAPI_ANALYTICS_TOKEN", secrets.token_urlsafe(24))  # gateway workers <-> worker
+    os.environ.setdefault("TWOAPI_ANALYTICS_TOKEN", secrets.token_urlsafe(24))  # gateway <-> analytics worker
     command = [str(Path(sys.executable).with_name("twoapi")), "analytics", "run"]
     if os.environ.get("CLICKHOUSE_URL"):
         os.environ["TWOAPI_ANALYTICS"] = "query"
@@ -160,6 +163,7 @@ def beside_gateway_workers(workers: int) -> Iterator[subprocess.Popen[bytes] | N
         command += ["--port", str(port)]
         child_env = dict(os.environ)
         os.environ["TWOAPI_ANALYTICS_URL"] = f"http://127.0.0.1:{port}"
+    child_env["TWOAPI_ANALYTICS_PARENT"] = str(os.getpid())  # it stops when we die, even by SIGKILL
     worker = subprocess.Popen(command, env=child_env)
     try:
         yield worker
@@ -169,6 +173,22 @@ def beside_gateway_workers(workers: int) -> Iterator[subprocess.Popen[bytes] | N
             worker.wait(15)
         except subprocess.TimeoutExpired:
             worker.kill()
+
+
+def _stop_with_parent() -> None:
+    """Started by `twoapi serve`: stop when it is gone. A gateway killed with SIGKILL
+    cannot stop its analytics worker, and an orphan would keep holding the chDB data
+    path against the next gateway's worker."""
+    parent = os.environ.get("TWOAPI_ANALYTICS_PARENT")
+    if not parent:
+        return
+
+    def watch() -> None:
+        while os.getppid() == int(parent):
+            time.sleep(1)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="analytics-parent-watch", daemon=True).start()
 
 
 def _free_port() -> int:

@@ -44,10 +44,11 @@ def serve(host: str, port: int, workers: int, simulate: bool) -> int:
     config.errorlog = "-"
     config.keep_alive_timeout = 75
     config.graceful_timeout = 10
-    # Several workers: one analytics worker owns the analytics store (docs/analytics.md).
-    from analytics.worker import beside_gateway_workers
+    # One analytics worker process owns the analytics store; the gateway's
+    # processes reach it (docs/analytics.md, "Where chDB lives").
+    from analytics.worker import beside_gateway
 
-    with beside_gateway_workers(workers):
+    with beside_gateway():
         return run(config)
 
 

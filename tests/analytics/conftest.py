@@ -28,8 +28,9 @@ TENANTS = ("acme", "globex", HOSTILE_TENANT)
 
 @pytest.fixture
 def analytics_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("TWOAPI_ANALYTICS", "TWOAPI_ANALYTICS_URL", "CLICKHOUSE_URL"):
+    for name in ("TWOAPI_ANALYTICS_URL", "CLICKHOUSE_URL"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TWOAPI_ANALYTICS", "owner")  # the gateway in the test owns its store
     monkeypatch.setenv("TWOAPI_ANALYTICS_POLL_S", "0.05")
     monkeypatch.setenv("TWOAPI_ANALYTICS_RETRY_MAX_S", "0.5")
 

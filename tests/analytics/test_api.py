@@ -162,6 +162,7 @@ def test_gateway_workers_query_through_the_analytics_worker(tmp_path, simulator,
            "TWOAPI_ANALYTICS_POLL_S": "0.05", "PYTHONUNBUFFERED": "1"}
     worker = subprocess.Popen([TWOAPI, "analytics", "run", "--port", str(port)], env=env,
                               stdout=subprocess.DEVNULL, stderr=(tmp_path / "worker.err").open("wb"))
+    monkeypatch.delenv("TWOAPI_ANALYTICS")
     monkeypatch.setenv("TWOAPI_ANALYTICS_URL", f"http://127.0.0.1:{port}")
     settings = replace(gateway_settings(data, simulator.url), admin_token=ADMIN_TOKEN)
     gateway = start_gateway(settings)
@@ -196,9 +197,10 @@ def test_gateway_workers_query_through_the_analytics_worker(tmp_path, simulator,
             worker.kill()
 
 
-def test_serve_with_several_workers_starts_one_analytics_worker(tmp_path):
+def test_serve_starts_one_analytics_worker_beside_its_workers(tmp_path):
     """`twoapi serve --workers 2`: the gateway workers never open the chDB store; one
-    analytics worker does, and answers their queries; it stops with the gateway."""
+    analytics worker does, and answers their queries; it stops with the gateway.
+    (With one worker it is the same: the serving process stays free of chDB.)"""
     port = free_port()
     key = "2api_two_workers_demo_key_0123456789abcdefghij"
     env = {"PATH": "/usr/bin:/bin", "TWOAPI_DATA_DIR": str(tmp_path / "data"), "TWOAPI_ADMIN_TOKEN": ADMIN_TOKEN,
@@ -229,6 +231,44 @@ def test_serve_with_several_workers_starts_one_analytics_worker(tmp_path):
     finally:
         serve.terminate()
         serve.wait(30)
-    time.sleep(1)
-    with pytest.raises(ProcessLookupError):  # the analytics worker stopped with the gateway
-        os.kill(int(workers[0]), 0)
+    _assert_gone(int(workers[0]))
+
+
+def test_the_analytics_worker_stops_when_the_gateway_is_killed(tmp_path):
+    """SIGKILL leaves the gateway no chance to stop its analytics worker; the worker
+    notices alone, or it would keep holding the chDB data path against the next one."""
+    port = free_port()
+    env = {"PATH": "/usr/bin:/bin", "TWOAPI_DATA_DIR": str(tmp_path / "data"), "PORT": str(port)}
+    serve = subprocess.Popen([TWOAPI, "serve", "--simulate"], env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        from tests.support import wait_until_healthy
+
+        wait_until_healthy(f"http://127.0.0.1:{port}", timeout=60)
+        workers: list[str] = []
+        deadline = time.monotonic() + 20
+        while not workers and time.monotonic() < deadline:
+            workers = subprocess.run(["pgrep", "-f", "analytics run --port", "-P", str(serve.pid)],
+                                     capture_output=True, text=True).stdout.split()
+            time.sleep(0.1)
+        assert len(workers) == 1
+    finally:
+        serve.kill()
+        serve.wait(30)
+    _assert_gone(int(workers[0]))
+
+
+def _assert_gone(pid: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.2)
+    assert not _alive(pid), "the analytics worker outlived its gateway"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat").read_text().split()[2] if Path(f"/proc/{pid}/stat").exists() else "X"
+    return state != "Z"  # a zombie has exited

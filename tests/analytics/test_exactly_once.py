@@ -266,7 +266,7 @@ def test_stopping_the_store_and_starting_it_again(tmp_path, simulator, analytics
     finally:
         other.gateway.stop()
 
-    monkeypatch.delenv("TWOAPI_ANALYTICS")
+    monkeypatch.setenv("TWOAPI_ANALYTICS", "owner")
     again = start_analytics_gateway(tmp_path, simulator.url, None, keys=keys)
     try:
         status = again.wait_caught_up()
@@ -278,7 +278,8 @@ def test_stopping_the_store_and_starting_it_again(tmp_path, simulator, analytics
 
 def test_settings_reach_the_projection(tmp_path):
     config = AnalyticsConfig.from_env(tmp_path, {"TWOAPI_ANALYTICS_BATCH": "123", "CLICKHOUSE_URL": "http://h:8123/db"})
-    assert (config.batch_size, config.engine, config.role) == (123, "clickhouse", "owner")
+    assert (config.batch_size, config.engine, config.role) == (123, "clickhouse", "off")  # off unless told
+    assert AnalyticsConfig.from_env(tmp_path, {"TWOAPI_ANALYTICS_URL": "http://w:1"}).role == "remote"
     assert replace(config, clickhouse_url=None).chdb_path == tmp_path / "analytics"
     with pytest.raises(ValueError):
         AnalyticsConfig.from_env(tmp_path, {"TWOAPI_ANALYTICS": "sometimes"})

@@ -71,8 +71,9 @@ def ledger_truth(database_url: str | None, data_dir) -> tuple[dict[str, dict[str
 def seeded(tmp_path_factory: pytest.TempPathFactory, simulator) -> Iterator[Seeded]:
     saved = {k: os.environ.get(k) for k in ("TWOAPI_ANALYTICS", "TWOAPI_ANALYTICS_URL", "CLICKHOUSE_URL",
                                             "TWOAPI_ANALYTICS_POLL_S", "TWOAPI_GATEWAY_URL", "TWOAPI_ADMIN_TOKEN")}
-    for name in ("TWOAPI_ANALYTICS", "TWOAPI_ANALYTICS_URL", "CLICKHOUSE_URL"):
+    for name in ("TWOAPI_ANALYTICS_URL", "CLICKHOUSE_URL"):
         os.environ.pop(name, None)
+    os.environ["TWOAPI_ANALYTICS"] = "owner"  # the gateway in the test owns its store
     os.environ["TWOAPI_ANALYTICS_POLL_S"] = "0.05"
     tmp = tmp_path_factory.mktemp("dashboards")
     keys = seed_tenants(None, tmp / "data", TENANTS, keys_per_tenant=2)
