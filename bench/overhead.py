@@ -109,6 +109,7 @@ def measure(stack: Stack, point: Point, config: OverheadConfig, placement: dict[
     duration = duration_s or config.duration_s
     headers = stack.all_headers()
     cpu0, sim0 = stack.proc.cpu_seconds(), sim.proc.cpu_seconds()
+    main0 = procs.cpu_seconds(stack.proc.pid)
     pg0 = service_cpu_seconds("postgres") if stack.name in GATEWAYS else 0.0
     busy0, kids0 = procs.machine_busy_seconds(), _children_cpu()
     wall0 = time.monotonic()
@@ -147,6 +148,11 @@ def measure(stack: Stack, point: Point, config: OverheadConfig, placement: dict[
         cpu_util=round(cpu / wall, 3),
         sim_cpu_util=round(sim_cpu / wall, 3),
         rss_mb=round(stack.proc.rss_mb(), 1),
+        # the process tree (above) vs its leader alone: differ when a stack runs helpers
+        # (LiteLLM's workers, the analytics worker `twoapi serve` starts beside itself)
+        processes=len(stack.proc.pids()),
+        main_cpu_ms_per_req=round((procs.cpu_seconds(stack.proc.pid) - main0) * 1000 / ok, 3),
+        main_rss_mb=round(procs.rss_bytes(stack.proc.pid) / 1e6, 1),
         machine_busy_cpus=round(busy / wall, 2),
         # CPUs' worth of work by anything but the stack, simulator, load generator and
         # PostgreSQL during the sample: other tenants of this machine.
@@ -289,6 +295,9 @@ def summarize(samples: list[dict[str, Any]], stack_names: list[str]) -> dict[str
                 "cpu_util": median(s["cpu_util"] for s in runs),
                 "sim_cpu_util": median(s["sim_cpu_util"] for s in runs),
                 "rss_mb": max(s["rss_mb"] for s in runs),
+                "processes": max(s.get("processes", 1) for s in runs),
+                "main_cpu_ms_per_req": median(s.get("main_cpu_ms_per_req") for s in runs),
+                "main_rss_mb": max((s.get("main_rss_mb") or 0) for s in runs),
                 "machine_busy_cpus": median(s.get("machine_busy_cpus") for s in runs),
                 "other_cpus": median(s.get("other_cpus") for s in runs),
             }
@@ -347,12 +356,15 @@ def ratios(summary: dict[str, Any]) -> dict[str, Any]:
     all_rows = [row["gateway_all"] for row in summary.values() if "gateway_all" in row]
     if all_rows:
         out["gateway_all"] = {
-            "what": "twoapi serve as shipped (analytics projection on chDB in the serving process)",
+            "what": "twoapi serve as shipped, its whole process tree (before 9451ba4 the chDB analytics projection "
+                    "ran in the serving process; since, in an analytics worker child beside it)",
             "added_p50_c1_ms": _get(summary, p1, "gateway_all", "added_p50_ms"),
             "rps_c32": _get(summary, p32, "gateway_all", "rps"),
             "rps_c32_over_gateway": ratio(_get(summary, p32, "gateway_all", "rps"), out["rps_c32"]["gateway"]),
             "cpu_ms_per_req_c32": _get(summary, p32, "gateway_all", "cpu_ms_per_req"),
             "rss_mb_max": max(row["rss_mb"] for row in all_rows),
+            "serving_process_rss_mb_max": max((row.get("main_rss_mb") or 0) for row in all_rows),
+            "serving_process_cpu_ms_per_req_c32": _get(summary, p32, "gateway_all", "main_cpu_ms_per_req"),
             "errors": sum(row["errors"] for row in all_rows),
         }
     return out

@@ -117,7 +117,9 @@ def overhead_markdown(result: dict[str, Any]) -> str:
         ga = r["gateway_all"]
         out.append(f"- gateway_all ({ga['what']}): added p50 at c=1 {_f(ga['added_p50_c1_ms'], 3)} ms, "
                    f"{_f(ga['rps_c32'])} req/s at c=32 ({_f(ga['rps_c32_over_gateway'])}x gateway), "
-                   f"CPU {_f(ga['cpu_ms_per_req_c32'], 3)} ms/req, RSS max {_f(ga['rss_mb_max'])} MB")
+                   f"CPU {_f(ga['cpu_ms_per_req_c32'], 3)} ms/req, RSS max {_f(ga['rss_mb_max'])} MB; its serving "
+                   f"process alone: CPU {_f(ga.get('serving_process_cpu_ms_per_req_c32'), 3)} ms/req, "
+                   f"RSS {_f(ga.get('serving_process_rss_mb_max'))} MB")
     out.append(f"- CPU per request at c=32, ms: gateway {_f(r['gateway_cpu_ms_per_req_c32'], 3)}, "
                f"bare {_f(r['bare_cpu_ms_per_req_c32'], 3)}")
     if result.get("targets"):
