@@ -92,9 +92,11 @@ def create_worker_app(config: AnalyticsConfig, database_url: str | None, admin_t
 
 
 def run_worker(config: AnalyticsConfig, database_url: str | None, admin_token: str | None,
-               host: str, port: int | None) -> int:
-    """Run the projection (and, with a port, the internal query API) until SIGTERM/SIGINT."""
-    _stop_with_parent()
+               host: str, port: int | None, parent_pid: int | None = None) -> int:
+    """Run the projection (and, with a port, the internal query API) until SIGTERM/SIGINT,
+    or until the process `parent_pid` is gone."""
+    if parent_pid:
+        _stop_with_parent(parent_pid)
     if port is None:
         return _run_projection_only(config, database_url)
     from hypercorn.asyncio import serve
@@ -104,7 +106,7 @@ def run_worker(config: AnalyticsConfig, database_url: str | None, admin_token: s
     hconfig = Config()
     hconfig.bind = [f"{host}:{port}"]
     hconfig.accesslog = None
-    hconfig.graceful_timeout = 5
+    hconfig.graceful_timeout = 2  # its only clients are the gateway's processes, stopping too
     where = "server" if config.clickhouse_url else config.chdb_path
     print(f"analytics worker on http://{host}:{port} ({config.engine}: {where})", flush=True)
     asyncio.run(_serve_until_signal(serve, app, hconfig))
@@ -163,7 +165,7 @@ def beside_gateway() -> Iterator[subprocess.Popen[bytes] | None]:
         command += ["--port", str(port)]
         child_env = dict(os.environ)
         os.environ["TWOAPI_ANALYTICS_URL"] = f"http://127.0.0.1:{port}"
-    child_env["TWOAPI_ANALYTICS_PARENT"] = str(os.getpid())  # it stops when we die, even by SIGKILL
+    command += ["--parent-pid", str(os.getpid())]  # it stops when we die, even by SIGKILL
     worker = subprocess.Popen(command, env=child_env)
     try:
         yield worker
@@ -175,16 +177,13 @@ def beside_gateway() -> Iterator[subprocess.Popen[bytes] | None]:
             worker.kill()
 
 
-def _stop_with_parent() -> None:
+def _stop_with_parent(parent: int) -> None:
     """Started by `twoapi serve`: stop when it is gone. A gateway killed with SIGKILL
     cannot stop its analytics worker, and an orphan would keep holding the chDB data
     path against the next gateway's worker."""
-    parent = os.environ.get("TWOAPI_ANALYTICS_PARENT")
-    if not parent:
-        return
 
     def watch() -> None:
-        while os.getppid() == int(parent):
+        while os.getppid() == parent:
             time.sleep(1)
         os.kill(os.getpid(), signal.SIGTERM)
 

@@ -142,7 +142,7 @@ def cmd_analytics_run(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     config = replace(_analytics_config(), role="owner")
-    return run_worker(config, settings.database_url, settings.admin_token, args.host, args.port)
+    return run_worker(config, settings.database_url, settings.admin_token, args.host, args.port, args.parent_pid)
 
 
 def cmd_analytics_status(args: argparse.Namespace) -> int:
@@ -209,6 +209,7 @@ def add_analytics_commands(commands: argparse._SubParsersAction) -> None:
     run = actions.add_parser("run", help="run the analytics projection (and, with --port, its query API)")
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", type=int, default=None, help="serve the gateway workers' queries on this port")
+    run.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # set by `twoapi serve`
     run.set_defaults(func=cmd_analytics_run)
     status = actions.add_parser("status", help="the projection's position and lag")
     status.add_argument("--gateway", default=None, help="ask this gateway when it holds the store")
