@@ -25,9 +25,10 @@ from typing import Any
 import aiohttp
 
 PAGES = ("tenant", "providers", "finance", "repricing")
+WIDTH, TALL = 1500, 2400
 CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-                  "--remote-debugging-port=0", "--window-size=1500,1000")
+                  "--remote-debugging-port=0", "--window-size=1500,2400")
 # True once the script run is over: no skeletons, no "running" widget, and either a
 # chart with marks drawn or an alert saying why there is none.
 READY_JS = """
@@ -45,7 +46,6 @@ READY_JS = """
           title: (doc.querySelector('h1') || {}).textContent || ''};
 })()
 """
-
 
 @dataclass(frozen=True, slots=True)
 class Shot:
@@ -95,7 +95,9 @@ async def capture(base_url: str, out: Path, pages: tuple[str, ...] = PAGES, sett
 
 
 async def _shoot(cdp: _Cdp, url: str, name: str, out: Path, settle_s: float, timeout_s: float) -> Shot:
-    await cdp.call("Emulation.setDeviceMetricsOverride", width=1500, height=1000, deviceScaleFactor=1, mobile=False)
+    # A tall viewport from the start: resizing after the page has drawn makes
+    # Streamlit animate its sidebar, which the capture would catch half-way.
+    await cdp.call("Emulation.setDeviceMetricsOverride", width=WIDTH, height=TALL, deviceScaleFactor=1, mobile=False)
     await cdp.call("Page.navigate", url=url)
     deadline = time.monotonic() + timeout_s
     state: dict[str, Any] | None = None
@@ -115,10 +117,8 @@ async def _shoot(cdp: _Cdp, url: str, name: str, out: Path, settle_s: float, tim
         state = current
     if not state:
         raise TimeoutError(f"{url} did not render within {timeout_s} s")
-    await cdp.call("Emulation.setDeviceMetricsOverride", width=1500, height=max(1000, state["height"]),
-                   deviceScaleFactor=1, mobile=False)
-    await asyncio.sleep(0.5)  # let the charts redraw at the new size
-    image = await cdp.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+    clip = {"x": 0, "y": 0, "width": WIDTH, "height": max(900, state["height"]), "scale": 1}
+    image = await cdp.call("Page.captureScreenshot", format="png", captureBeyondViewport=True, clip=clip)
     path = out / f"{name}.png"
     path.write_bytes(base64.b64decode(image["data"]))
     return Shot(name, path, state["charts"], state["drawn"], state["tables"], state["alerts"], state["title"])
