@@ -50,7 +50,7 @@ ZERO = Decimal(0)
 STALE_MAX_S = 10.0  # if the projection cannot be read, a state this old may still be used
 PENDING_MAX_AGE_S = 120.0  # local charges older than this are assumed projected
 CATCH_UP_WAIT_S = 2.0  # how long to wait for the projection to learn of a new tenant
-REFRESH_GRACE_S = 0.5  # an expired state may answer this much longer while it is refreshed
+SLOW_READ_S = 0.25  # a read of the projection taking longer than this is trouble: use the last state
 
 # The tenant's own provider keys for the request being served (read by Services.target).
 PROVIDER_KEYS: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
@@ -75,9 +75,12 @@ class TenantState:
 @dataclass(slots=True)
 class _Tenant:
     state: TenantState | None = None
-    expires: float = 0.0
     loading: asyncio.Future[TenantState] | None = None
+    loading_since: float = 0.0
+    failing: bool = False
+    generation: int = 0  # bumped by invalidate(): a read begun before it is already old
     pending: deque[tuple[float, Decimal]] = field(default_factory=deque)  # (event time, cost)
+    pending_total: Decimal = ZERO
 
 
 @dataclass(slots=True)
@@ -114,40 +117,57 @@ class Gate:
     # -- tenant state, cached --------------------------------------------------------
 
     async def state(self, tenant: str) -> TenantState:
+        """The tenant's state, at most `ttl_s` old. A tenant in use is refreshed in the
+        background from half its age, so requests do not wait for the read. While the
+        projection's store fails (or a read hangs), the last state answers for up to
+        STALE_MAX_S (nothing can be committed then anyway); after that, 503."""
         entry = self._tenants.get(tenant)
-        now = time.monotonic()
-        if entry is not None and entry.state is not None and entry.expires > now:
-            return entry.state
         if entry is None:
             entry = self._tenants[tenant] = _Tenant()
-        if entry.loading is None:  # one load per tenant at a time; the others wait for it
-            entry.loading = asyncio.ensure_future(self._refresh(tenant, entry))
-            entry.loading.add_done_callback(_retrieve)
-        stale = entry.state
-        if stale is not None and now - stale.loaded < self.ttl_s + REFRESH_GRACE_S:
-            # Just expired: answer from it while the refresh runs (a few ms when the
-            # projection's store is up; while it is down, requests are not held up).
-            return stale
+        now = time.monotonic()
+        state = entry.state
+        if state is not None:
+            age = now - state.loaded
+            if age < self.ttl_s:
+                if age > self.ttl_s / 2:
+                    self._refresh_soon(tenant, entry)
+                return state
+            troubled = entry.failing or (entry.loading is not None and now - entry.loading_since > SLOW_READ_S)
+            if troubled and age < STALE_MAX_S:
+                self._refresh_soon(tenant, entry)
+                return state
+        self._refresh_soon(tenant, entry)
+        assert entry.loading is not None
         return await asyncio.shield(entry.loading)
 
+    def _refresh_soon(self, tenant: str, entry: _Tenant) -> None:
+        if entry.loading is None:  # one read per tenant at a time
+            entry.loading_since = time.monotonic()
+            entry.loading = asyncio.ensure_future(self._refresh(tenant, entry))
+            entry.loading.add_done_callback(_retrieve)
+
     async def _refresh(self, tenant: str, entry: _Tenant) -> TenantState:
+        generation = entry.generation
         try:
             try:
                 state = await asyncio.to_thread(self._load, tenant)
             except Exception as error:
+                entry.failing = True
                 stale = entry.state
-                log.warning("tenant_state_unavailable", tenant=tenant, error=type(error).__name__,
-                            using_stale=stale is not None and time.monotonic() - stale.loaded <= STALE_MAX_S)
-                if stale is not None and time.monotonic() - stale.loaded <= STALE_MAX_S:
-                    entry.expires = time.monotonic() + self.ttl_s
+                usable = stale is not None and time.monotonic() - stale.loaded < STALE_MAX_S
+                log.warning("tenant_state_unavailable", tenant=tenant, error=type(error).__name__, using_stale=usable)
+                if usable:
+                    assert stale is not None
                     return stale
                 raise _unavailable() from None
+            entry.failing = False
             if state is None:
                 raise GatewayError("ledger_unavailable",
                                    f"The account of tenant {tenant} is not known yet; retry in a moment.")
             self._prune(entry, state)
+            if generation != entry.generation:
+                state.loaded = float("-inf")  # read before an admin change here: serve it once, read again
             entry.state = state
-            entry.expires = time.monotonic() + self.ttl_s
             return state
         finally:
             entry.loading = None
@@ -185,9 +205,9 @@ class Gate:
         """Forget the tenant's state (an admin changed it here): the next request reads it."""
         entry = self._tenants.get(tenant)
         if entry is not None:
-            entry.expires = 0.0
+            entry.generation += 1
             if entry.state is not None:
-                entry.state.loaded = float("-inf")  # not to be answered from while refreshing
+                entry.state.loaded = float("-inf")  # too old to answer from: the next request reads
 
     # -- local charges not yet projected ---------------------------------------------
 
@@ -198,18 +218,22 @@ class Gate:
         if entry is None:
             entry = self._tenants[tenant] = _Tenant()
         entry.pending.append((event_at, cost))
+        entry.pending_total += cost
 
     def _prune(self, entry: _Tenant, state: TenantState) -> None:
         # Charges up to the projection's latest applied charge time are in its
         # balance (it applies events in commit order); drop very old ones regardless.
         horizon = max(state.last_event_at + 1e-6, time.time() - PENDING_MAX_AGE_S)
         pending = entry.pending
-        entry.pending = deque(item for item in pending if item[0] > horizon)
+        while pending and pending[0][0] <= horizon:  # charges are appended in time order
+            entry.pending_total -= pending.popleft()[1]
+        if not pending:
+            entry.pending_total = ZERO
 
     def available(self, tenant: str, state: TenantState) -> tuple[Decimal, Decimal]:
         """(balance, month's spend) including this process's unprojected charges."""
         entry = self._tenants.get(tenant)
-        unprojected = sum((cost for _, cost in entry.pending), ZERO) if entry else ZERO
+        unprojected = entry.pending_total if entry else ZERO
         spend = state.month_spend + unprojected if state.month == _month() else unprojected
         return state.balance - unprojected, spend
 

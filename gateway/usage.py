@@ -23,6 +23,7 @@ from ledger.accounts import money_text
 usage_api = Blueprint("usage", __name__)
 
 GROUPS = ("day", "model", "key")
+PARAMS = frozenset({"start", "end", "group_by"})
 MAX_DAYS = 366
 ZERO = Decimal(0)
 
@@ -31,6 +32,9 @@ ZERO = Decimal(0)
 async def usage() -> Response:
     services = current_app.extensions["twoapi"]
     principal = await services.authenticator.authenticate(request.headers.get("authorization"))
+    unknown = sorted(set(request.args) - PARAMS)
+    if unknown:  # as OpenAI does with unknown fields; and no parameter may name a tenant
+        raise GatewayError("invalid_request", f"Unknown parameter: {unknown[0]}.", param=unknown[0])
     group_by = request.args.get("group_by") or "day"
     if group_by not in GROUPS:
         raise GatewayError("invalid_request", f"group_by must be one of {', '.join(GROUPS)}", param="group_by")

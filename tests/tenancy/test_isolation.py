@@ -105,8 +105,11 @@ def test_every_endpoint_keeps_tenants_apart(gw, admin, two_tenants, ledger_and_v
     # by its own requests (all of which are in its own usage).
     caught_up(ledger, view)
     for tenant in (acme, beta):
-        usage = httpx.get(gw.api_url + "/usage", headers={"Authorization": f"Bearer {tenant.key}"},
-                          params={"tenant": "x"}).json()
+        headers = {"Authorization": f"Bearer {tenant.key}"}
+        for param in ("tenant", "key_id", "account"):  # no parameter can name another tenant's data
+            refused = httpx.get(gw.api_url + "/usage", headers=headers, params={param: "beta-inc-2c9"})
+            assert refused.status_code == 400 and refused.json()["error"]["param"] == param
+        usage = httpx.get(gw.api_url + "/usage", headers=headers).json()
         assert usage["tenant"] == tenant.name
         spent = sum((e["amount"] for e in view.entries(tenant.name, "usage")), Decimal(0))
         assert Decimal(usage["total"]["cost"]) == -spent

@@ -14,6 +14,7 @@ import time
 import httpx
 import pytest
 
+from gateway import limits
 from tests.support import free_port
 from tests.tenancy.conftest import REDIS_URL, Admin, chat
 
@@ -168,7 +169,17 @@ class RedisProxy:
             s.close()
 
 
-def test_when_redis_goes_away_limits_continue_in_process_with_a_warning(make_gateway, capfd):
+class Recorder:
+    def __init__(self) -> None:
+        self.warnings: list[tuple[str, dict]] = []
+
+    def warning(self, event: str, **fields) -> None:
+        self.warnings.append((event, fields))
+
+
+def test_when_redis_goes_away_limits_continue_in_process_with_a_warning(make_gateway, monkeypatch):
+    recorder = Recorder()
+    monkeypatch.setattr(limits, "log", recorder)
     proxy = RedisProxy()
     gateway = make_gateway(redis_url=proxy.url)
     admin = Admin(gateway.url)
@@ -181,12 +192,14 @@ def test_when_redis_goes_away_limits_continue_in_process_with_a_warning(make_gat
     time.sleep(1.2)  # the tenant's cached state expires
     limited = [chat(gateway, tenant.key).status_code for _ in range(5)]
     assert 429 in limited and 500 not in limited
-    output = capfd.readouterr()
-    assert "rate limits continue in-process" in output.out + output.err
+    assert [event for event, _ in recorder.warnings] == ["redis_unavailable"]
+    assert "in-process" in recorder.warnings[0][1]["what"]
+    assert gateway.app.extensions["twoapi"].limiter.healthy is False
     revived = RedisProxy(proxy.port)
     try:
         time.sleep(1.2)
         responses = [chat(gateway, tenant.key) for _ in range(4)]
         assert {r.status_code for r in responses} <= {200, 429}
+        assert [event for event, _ in recorder.warnings] == ["redis_unavailable", "redis_recovered"]
     finally:
         revived.cut()
