@@ -38,7 +38,6 @@ from gateway.validation import parse_json_object, validate_chat
 from ledger.accounts import money_text
 from ledger.events import Request
 from ledger.ids import format_request_id, new_request_id
-from ledger.pricing import quantize
 from ledger.trace import RequestTrace
 from ledger.writer import LedgerUnavailable
 
@@ -184,11 +183,9 @@ class ChatCall:
     def metered(self, model: ModelInfo, usage: Usage, source: str) -> Decimal:
         # Priced by the price book in force when the request was admitted.
         at = self.admission.at if self.admission is not None else time.time() - (time.perf_counter() - self.started)
-        cost, version = self.services.price_books.cost(
-            model.id, usage.input_tokens, usage.output_tokens, usage.cached_tokens, at
+        cost, version = self.services.price_books.cost(  # images: the images endpoint, priced per image
+            model.id, usage.input_tokens, usage.output_tokens, usage.cached_tokens, at, images=usage.images
         )
-        if usage.images:  # the images endpoint: each image at the model's list price per image
-            cost = quantize(cost + usage.images * self.services.price_book.prices[model.id].image)
         self.trace.add(
             Request.UsageMetered,
             provider=model.provider,

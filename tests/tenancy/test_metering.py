@@ -156,3 +156,24 @@ def test_mixed_requests_through_the_gateway_reconcile_to_the_nanodollar(gw, admi
         assert entries == projected["tenant:" + tenant.name]
         headers = {"Authorization": f"Bearer {tenant.key}"}
         assert Decimal(httpx.get(gw.api_url + "/usage", headers=headers).json()["balance"]) == entries
+
+
+def test_images_and_embeddings_are_priced_by_the_published_book(gw, admin, ledger_and_view):
+    ledger, _ = ledger_and_view
+    tenant = admin.tenant("acme")
+    admin.ok("POST", "/admin/price-books", json={
+        "effective_at": "2020-01-01T00:00:00Z", "version": "media-1",
+        "prices": {"openai/dall-e-3": {"image": "0.055"}, "openai/text-embedding-3-small": {"embedding": "0.5"}}})
+    headers = {"Authorization": f"Bearer {tenant.key}"}
+    image = httpx.post(gw.api_url + "/images/generations", headers=headers, timeout=30,
+                       json={"model": "openai/dall-e-3", "prompt": "a cat", "n": 1})
+    assert image.status_code == 200, image.text
+    usage = metered(ledger, image)
+    assert usage["price_book"] == "media-1" and usage["images"] == 1
+    assert Decimal(usage["cost"]) == Decimal("0.055")  # one image; no token prices in this version
+    embedding = httpx.post(gw.api_url + "/embeddings", headers=headers, timeout=30,
+                           json={"model": "openai/text-embedding-3-small", "input": "hello world"})
+    assert embedding.status_code == 200, embedding.text
+    usage = metered(ledger, embedding)
+    assert usage["price_book"] == "media-1"
+    assert Decimal(usage["cost"]) == quantize(usage["input_tokens"] * Decimal("0.5") / 1_000_000)
