@@ -195,6 +195,10 @@ class RemoteAnalytics:
         raise AnalyticsUnavailable(error.get("message") or f"analytics worker answered {response.status_code}")
 
 
+OFF = ("analytics is off in this process (`twoapi serve` runs an analytics worker; otherwise set "
+       "TWOAPI_ANALYTICS=owner, or TWOAPI_ANALYTICS_URL: docs/analytics.md)")
+
+
 class DisabledAnalytics:
     role = "off"
 
@@ -205,13 +209,13 @@ class DisabledAnalytics:
         return None
 
     async def query(self, name: str, params: Mapping[str, str], scope: queries.Scope) -> dict[str, Any]:
-        raise AnalyticsUnavailable("analytics is off in this process (TWOAPI_ANALYTICS=off)")
+        raise AnalyticsUnavailable(OFF)
 
     async def status(self) -> dict[str, Any]:
         return {"name": NAME, "role": "off", "state": "off"}
 
     async def reconcile(self, tenant: str, ledger: Ledger) -> dict[str, Any]:
-        raise AnalyticsUnavailable("analytics is off in this process (TWOAPI_ANALYTICS=off)")
+        raise AnalyticsUnavailable(OFF)
 
 
 def open_analytics(config: AnalyticsConfig, database_url: str | None, admin_token: str | None) -> Analytics:
