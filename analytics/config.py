@@ -33,7 +33,7 @@ class AnalyticsConfig:
     clickhouse_url: str | None = None  # http(s)://user:pass@host:8123/db; chDB when None
     remote_url: str | None = None  # the analytics worker, for role "remote"
     batch_size: int = 5000  # ledger notifications per ClickHouse batch
-    poll_s: float = 0.2  # how often an idle projection looks for new events
+    poll_s: float = 1.0  # how often the projection ships what arrived (its lag when traffic trickles)
     retry_max_s: float = 5.0  # the longest wait between reconnection attempts
 
     @property
@@ -62,6 +62,6 @@ class AnalyticsConfig:
             clickhouse_url=env.get("CLICKHOUSE_URL") or None,
             remote_url=remote_url,
             batch_size=int(env.get("TWOAPI_ANALYTICS_BATCH") or 5000),
-            poll_s=float(env.get("TWOAPI_ANALYTICS_POLL_S") or 0.2),
+            poll_s=float(env.get("TWOAPI_ANALYTICS_POLL_S") or 1.0),
             retry_max_s=float(env.get("TWOAPI_ANALYTICS_RETRY_MAX_S") or 5.0),
         )

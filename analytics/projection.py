@@ -237,8 +237,12 @@ class ProjectionRunner:
         try:
             while not self._stop.is_set():
                 try:
-                    busy = self._cycle()
-                    delay = 0.0 if busy else self.config.poll_s
+                    # Straight on only after a full batch (more is waiting). Otherwise
+                    # wait: every ship costs a few ClickHouse inserts (~15 ms of CPU
+                    # each, whatever their size), so trickling traffic is shipped a
+                    # poll interval's worth at a time, not request by request.
+                    full = self._cycle()
+                    delay = 0.0 if full else self.config.poll_s
                 except StoreUnavailable as error:
                     self._close_store()
                     self._note_error("store_unavailable", str(error))
@@ -266,6 +270,7 @@ class ProjectionRunner:
         projection = self._projection()
         started = time.perf_counter()
         shipped = projection.step()
+        full = shipped >= self.config.batch_size
         state = projection.position()
         head = projection.head()
         status = self.status
@@ -280,7 +285,7 @@ class ProjectionRunner:
         status.state = "running" if status.lag_events else "caught_up"
         status.last_error = None
         status.updated_at = datetime.now(UTC).isoformat()
-        return bool(shipped)
+        return full
 
     def _projection(self) -> AnalyticsProjection:
         if self._ledger is None:
