@@ -102,7 +102,7 @@ class ChatCall:
 
     def received(self, raw: bytes, body: dict[str, Any] | None) -> None:
         model = body.get("model") if body else None
-        self.model_name = model if isinstance(model, str) else ""
+        self.model_name = self._recordable_model(model)
         self.stream = bool(body and body.get("stream") is True)
         messages = body.get("messages") if body else None
         self.trace.add(
@@ -117,6 +117,16 @@ class ChatCall:
             messages=len(messages) if isinstance(messages, list) else 0,
         )
         self.spans = RequestSpans(self.services.tracer, self.request_id, self.model_name, self.stream)
+
+    def _recordable_model(self, model: Any) -> str:
+        """The requested model as logs and the ledger may keep it: a catalog name or
+        "auto" as given; anything else is the client's free text (it could be a pasted
+        prompt or secret), kept only as a hash."""
+        if not isinstance(model, str):
+            return ""
+        if model == "auto" or self.services.catalog.find(model) is not None:
+            return model
+        return "unknown:" + hashlib.sha256(model.encode()).hexdigest()[:16]
 
     def routed(self, chosen: Route) -> None:
         self.trace.add(
