@@ -32,7 +32,7 @@ from gateway.breakers import Transition
 from gateway.errors import TAXONOMY, GatewayError, error_envelope, is_retryable
 from gateway.observability import RequestSpans
 from gateway.openai_format import DONE_FRAME, ChunkFramer, completion_body, error_frame
-from gateway.routing import Route, route
+from gateway.routing import Route, prompt_chars, route
 from gateway.services import Services
 from gateway.validation import parse_json_object, validate_chat
 from ledger.accounts import money_text
@@ -440,14 +440,7 @@ def _delta_chars(choice: dict[str, Any]) -> int:
 
 
 def _estimate_prompt(body: dict[str, Any]) -> int:
-    chars = 0
-    for message in body.get("messages", ()):
-        content = message.get("content")
-        if isinstance(content, str):
-            chars += len(content)
-        elif isinstance(content, list):
-            chars += sum(len(part.get("text") or "") for part in content if isinstance(part, dict))
-    return estimate_tokens(chars)
+    return estimate_tokens(prompt_chars(body))
 
 
 def error_response(error: GatewayError, headers: dict[str, str] | None = None) -> Response:

@@ -103,15 +103,20 @@ def required_capabilities(body: dict[str, Any]) -> list[str]:
     return needs
 
 
-def estimate_prompt_tokens(body: dict[str, Any]) -> int:
+def prompt_chars(body: dict[str, Any]) -> int:
+    """Characters of text in the request's messages (image and other parts not counted)."""
     chars = 0
-    for message in body["messages"]:
+    for message in body.get("messages", ()):
         content = message.get("content")
         if isinstance(content, str):
             chars += len(content)
         elif isinstance(content, list):
             chars += sum(len(part.get("text") or "") for part in content if isinstance(part, dict))
-    return chars // CHARS_PER_TOKEN + 4 * len(body["messages"])
+    return chars
+
+
+def estimate_prompt_tokens(body: dict[str, Any]) -> int:
+    return prompt_chars(body) // CHARS_PER_TOKEN + 4 * len(body["messages"])
 
 
 def _has_image(content: Any) -> bool:
