@@ -281,3 +281,95 @@ class ProviderCredential(Aggregate):
     @event(Removed)
     def remove(self, reason: str) -> None:
         self.ciphertext = None
+
+
+class RepricingRun(Aggregate):
+    """One applied re-pricing run (`twoapi reprice --apply`, ledger/repricing.py).
+
+    Its id is derived from the run id, so a run is recorded at most once: applying
+    the same run again finds it and changes nothing. The money moves by one
+    `Tenant.BalanceAdjusted` per tenant (corrects `reprice:<run id>`), saved in the
+    same transaction as the run's events.
+    """
+
+    class Started(Aggregate.Created):
+        run_id: str
+        price_book: str  # the version usage was re-priced with
+        prices: dict[str, dict[str, str]] | None  # the table, when the book is not a published version
+        window_from: str  # ISO 8601, UTC: usage metered at or after
+        window_to: str  # ISO 8601, UTC: usage metered before
+        tenant: str | None  # None: every tenant
+
+    class UsageRepriced(Aggregate.Event):
+        """New costs for some of one tenant's usage events of one key, model and day.
+
+        `corrections` are [usage event id, cost before, cost after] (event ids as in
+        ledger/accounts.event_id; costs as Decimal strings); only events whose cost
+        changes are named. `old_cost` and `new_cost` are their sums.
+        """
+
+        run_id: str
+        tenant: str
+        key_id: str
+        model: str
+        day: str  # YYYY-MM-DD (UTC) of the usage corrected
+        price_book: str
+        corrections: list[list[str]]
+        old_cost: str
+        new_cost: str
+
+    class Finished(Aggregate.Event):
+        events: int  # usage events corrected
+        deltas: dict[str, str]  # tenant -> new cost minus old cost (what the tenant is charged more)
+
+    @staticmethod
+    def create_id(run_id: str, **_: object) -> UUID:
+        return uuid5(ids.NAMESPACE, "repricing-run:" + run_id)
+
+    def __init__(self, run_id: str, price_book: str, prices: dict[str, dict[str, str]] | None,
+                 window_from: str, window_to: str, tenant: str | None) -> None:
+        self.run_id = run_id
+        self.finished = False
+
+    @event(UsageRepriced)
+    def reprice(self, run_id: str, tenant: str, key_id: str, model: str, day: str, price_book: str,
+                corrections: list[list[str]], old_cost: str, new_cost: str) -> None:
+        pass
+
+    @event(Finished)
+    def finish(self, events: int, deltas: dict[str, str]) -> None:
+        self.finished = True
+
+
+class LedgerSeal(Aggregate):
+    """The ledger's tamper evidence: a hash chain over consecutive ranges of stored
+    events (ledger/audit/seal.py). Each `LedgerSealed` covers the events with
+    notification ids in [first, last] as they were stored, and chains to the seal
+    before it, so editing or deleting a sealed row, or a seal, breaks the chain."""
+
+    class Created(Aggregate.Created):
+        pass
+
+    class LedgerSealed(Aggregate.Event):
+        first: int  # notification id of the first event covered
+        last: int  # notification id of the last event covered
+        count: int  # events covered (ids may have gaps: rolled-back inserts)
+        positions: list[int]  # the notification ids covered
+        leaves: str  # per event, the first 16 hex digits of its digest, concatenated
+        digest: str  # sha256 hex over the full digests of the events covered, in order
+        previous: str  # the chain hash of the seal before ("" for the first)
+        chain: str  # sha256 hex of previous, range and digest
+
+    @staticmethod
+    def create_id() -> UUID:
+        return uuid5(ids.NAMESPACE, "ledger-seal")
+
+    def __init__(self) -> None:
+        self.chain = ""
+        self.last = 0
+
+    @event(LedgerSealed)
+    def seal(self, first: int, last: int, count: int, positions: list[int], leaves: str, digest: str,
+             previous: str, chain: str) -> None:
+        self.chain = chain
+        self.last = last

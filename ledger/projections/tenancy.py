@@ -11,6 +11,7 @@ repeats nothing. Money movements follow ledger/accounts.py.
 from __future__ import annotations
 
 from collections import OrderedDict
+from datetime import date
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -20,7 +21,7 @@ from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic
 
 from ledger.accounts import event_id, postings
-from ledger.events import ApiKey, ProviderCredential, Request, Tenant
+from ledger.events import ApiKey, ProviderCredential, RepricingRun, Request, Tenant
 from ledger.projections.views import ZERO, AccountDelta, Batch, TenancyView, UsageDelta
 
 PROJECTION_NAME = "tenancy"
@@ -35,6 +36,7 @@ TOPICS = tuple(
         ApiKey.Issued, ApiKey.Revoked, ApiKey.LimitsSet,
         ProviderCredential.Stored, ProviderCredential.Replaced, ProviderCredential.Removed,
         Request.Received, Request.UsageMetered,
+        RepricingRun.UsageRepriced,
     )
 )
 
@@ -146,6 +148,15 @@ class TenancyProjection(Projection[TenancyView]):
         month = event.timestamp.strftime("%Y-%m")
         self.batch.spend[(owner[0], month)] = self.batch.spend.get((owner[0], month), ZERO) + cost
 
+    def _repriced(self, event: RepricingRun.UsageRepriced, position: int) -> None:
+        # Usage totals follow a re-pricing run; the balance follows its BalanceAdjusted.
+        delta = Decimal(event.new_cost) - Decimal(event.old_cost)
+        day = date.fromisoformat(event.day)
+        usage = self.batch.usage.setdefault((event.tenant, day, event.key_id, event.model), UsageDelta())
+        usage.cost += delta
+        month = event.day[:7]
+        self.batch.spend[(event.tenant, month)] = self.batch.spend.get((event.tenant, month), ZERO) + delta
+
     # -- helpers --------------------------------------------------------------------
 
     def _post(self, event: Any, position: int, tenant: str | None) -> None:
@@ -190,4 +201,5 @@ _HANDLERS = {
     ProviderCredential.Removed: TenancyProjection._credential_removed,
     Request.Received: TenancyProjection._received,
     Request.UsageMetered: TenancyProjection._usage,
+    RepricingRun.UsageRepriced: TenancyProjection._repriced,
 }
