@@ -24,6 +24,17 @@ PROVIDER_ENV: dict[str, tuple[str, str, str]] = {
 }
 
 
+def _master_keys(env: Mapping[str, str]) -> str | None:
+    """TWOAPI_MASTER_KEY, then TWOAPI_MASTER_KEY_PREVIOUS's keys: one key ring."""
+    current = (env.get("TWOAPI_MASTER_KEY") or "").strip()
+    previous = (env.get("TWOAPI_MASTER_KEY_PREVIOUS") or "").strip()
+    if not previous:
+        return current or None
+    # Earlier keys without a current one cannot seal: the ring's first place stays
+    # empty, so using it says TWOAPI_MASTER_KEY is not set.
+    return f"{current},{previous}"
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: Path = Path(".twoapi")
@@ -41,7 +52,10 @@ class Settings:
     breaker_consecutive: int = 5
     breaker_cooldown_s: float = 10.0
     log_level: str = "info"
-    master_key: str | None = None  # TWOAPI_MASTER_KEY: encrypts tenants' provider keys
+    # TWOAPI_MASTER_KEY, which encrypts tenants' provider keys, then any earlier keys
+    # from TWOAPI_MASTER_KEY_PREVIOUS, comma-separated: the first seals, any opens
+    # (ledger/credentials.py; rotation in docs/billing.md).
+    master_key: str | None = None
     projections: str = "thread"  # TWOAPI_PROJECTIONS: "thread" (run them here) or "off"
 
     @classmethod
@@ -67,6 +81,6 @@ class Settings:
             breaker_consecutive=int(env.get("TWOAPI_BREAKER_CONSECUTIVE") or 5),
             breaker_cooldown_s=float(env.get("TWOAPI_BREAKER_COOLDOWN_S") or 10),
             log_level=(env.get("TWOAPI_LOG_LEVEL") or "info").lower(),
-            master_key=env.get("TWOAPI_MASTER_KEY") or None,
+            master_key=_master_keys(env),
             projections=(env.get("TWOAPI_PROJECTIONS") or "thread").lower(),
         )

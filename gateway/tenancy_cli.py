@@ -257,6 +257,35 @@ def cmd_provider_keys_remove(args: argparse.Namespace) -> int:
     return 0 if removed else 1
 
 
+def cmd_provider_keys_rotate(args: argparse.Namespace) -> int:
+    """Re-seal every stored provider key under the current master key (see
+    ledger/credentials.py): run after giving every gateway TWOAPI_MASTER_KEY=<new> and
+    TWOAPI_MASTER_KEY_PREVIOUS=<old>; when it reports nothing left under an earlier key,
+    TWOAPI_MASTER_KEY_PREVIOUS can be removed."""
+    from ledger.credentials import CredentialCipher, MasterKeyError, rotate_provider_keys
+
+    settings, ledger = _open()
+    try:
+        cipher = CredentialCipher.from_env(settings.master_key)
+    except MasterKeyError as error:
+        return _fail(str(error), 2)
+    report = rotate_provider_keys(ledger, cipher, apply=not args.dry_run)
+    due = "due" if args.dry_run else "rotated"
+    for outcome, names in ((due, report.rotated), ("current", report.current), ("unreadable", report.unreadable)):
+        for tenant, provider in names:
+            _print({"tenant": tenant, "provider": provider, "outcome": outcome})
+    verb = "would re-seal" if args.dry_run else "re-sealed"
+    print(f"{verb} {len(report.rotated)} provider key(s) under master key {report.key_id}; "
+          f"{len(report.current)} already under it; {len(report.unreadable)} open under no configured key "
+          "(left as they are)", file=sys.stderr)
+    if report.unreadable:
+        return 1
+    if not args.dry_run:
+        print("every stored provider key now opens under TWOAPI_MASTER_KEY alone: once every gateway runs with it, "
+              "TWOAPI_MASTER_KEY_PREVIOUS can be removed", file=sys.stderr)
+    return 0
+
+
 # -- projections -------------------------------------------------------------------------------
 
 
@@ -383,6 +412,11 @@ def add_tenancy_commands(commands: Any, keys: Any, tenants: Any, credits: Any) -
     remove.add_argument("--tenant", required=True)
     remove.add_argument("--provider", required=True, choices=sorted(PROVIDER_ENV))
     remove.set_defaults(func=cmd_provider_keys_remove)
+    rotate = provider_keys.add_parser(
+        "rotate", help="re-seal every stored key under TWOAPI_MASTER_KEY (those that open only under "
+                       "TWOAPI_MASTER_KEY_PREVIOUS), one Replaced event each")
+    rotate.add_argument("--dry-run", action="store_true", help="only report which keys are due")
+    rotate.set_defaults(func=cmd_provider_keys_rotate)
 
     projections = commands.add_parser("projections", help="the SQL projections of the ledger").add_subparsers(
         dest="action", required=True)

@@ -13,6 +13,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import InternalError, Transcoder
+from eventsourcing.utils import get_topic
 
 from ledger import ids
 from ledger.accounts import MAX_AMOUNT, money_text
@@ -199,6 +200,22 @@ class Ledger(Application[UUID]):
             return self.repository.get(ProviderCredential.create_id(tenant, provider))
         except AggregateNotFoundError:
             return None
+
+    def provider_credential_names(self) -> list[tuple[str, str]]:
+        """(tenant, provider) of every provider credential ever stored, in the order
+        they were first stored (read from the ledger itself, not a projection)."""
+        topic = get_topic(ProviderCredential.Stored)
+        names: list[tuple[str, str]] = []
+        start = 0
+        while True:
+            page = self.recorder.select_notifications(start=start, limit=500, topics=[topic],
+                                                      inclusive_of_start=False)
+            for notification in page:
+                event = self.mapper.to_domain_event(notification)
+                names.append((event.tenant, event.provider))
+            if len(page) < 500:
+                return names
+            start = page[-1].id
 
     def set_provider_key(self, tenant: str, provider: str, ciphertext: str) -> None:
         self._tenant(tenant)
