@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from gateway.audit_cli import add_audit_commands
 from gateway.config import Settings
 from gateway.tenancy_cli import add_tenancy_commands, migrate_projections
 from ledger.application import Ledger
@@ -282,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain = ledger.add_parser("explain", help="a request's routing and attempts, in words")
     explain.add_argument("request_id")
     explain.set_defaults(func=cmd_ledger_explain)
+    add_audit_commands(commands, ledger)  # ledger verify|seal|export, reprice
 
     migrate = commands.add_parser("migrate", help="create the ledger's tables and migrate the projection tables")
     migrate.set_defaults(func=cmd_migrate)

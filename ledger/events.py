@@ -36,6 +36,9 @@ class Request(Aggregate):
         candidates: list[dict[str, Any]]  # each: provider, model, score, excluded (reason or None)
         chain: list[str]  # the model ids to try, in order
         reason: str
+        # The routing options in force and where each came from:
+        # {"strategy": {"value": "cost", "from": "key"}, ...}; from: request, key, tenant or config.
+        options: dict[str, dict[str, Any]] | None = None
 
     class AttemptStarted(Aggregate.Event):
         attempt: int
@@ -175,6 +178,22 @@ class Tenant(Aggregate):
     def adjust_balance(self, amount: str, reason: str, corrects: str) -> None:
         pass
 
+    class RoutingSet(Aggregate.Event):
+        """The tenant's routing defaults as a whole (each None: inherit the gateway's);
+        a request's own `routing` and its key's defaults come first."""
+
+        strategy: str | None  # cost | latency | quality, for model "auto"
+        fallbacks: list[str] | None  # model ids tried after an explicit model
+        max_attempts: int | None
+        timeout_ms: int | None
+        max_cost: str | None  # USD, Decimal string (with strategy quality)
+
+    @event(RoutingSet)
+    def set_routing(self, strategy: str | None, fallbacks: list[str] | None, max_attempts: int | None,
+                    timeout_ms: int | None, max_cost: str | None) -> None:
+        self.routing = {"strategy": strategy, "fallbacks": fallbacks, "max_attempts": max_attempts,
+                        "timeout_ms": timeout_ms, "max_cost": max_cost}
+
 
 class ApiKey(Aggregate):
     """An issued key. Its aggregate id is derived from the key's hash, so a key is
@@ -218,6 +237,21 @@ class ApiKey(Aggregate):
     @event(LimitsSet)
     def set_limits(self, rpm: int | None, tpm: int | None, allowed_models: list[str] | None) -> None:
         self.rpm, self.tpm, self.allowed_models = rpm, tpm, allowed_models
+
+    class RoutingSet(Aggregate.Event):
+        """The key's routing defaults as a whole (each None: inherit its tenant's)."""
+
+        strategy: str | None
+        fallbacks: list[str] | None
+        max_attempts: int | None
+        timeout_ms: int | None
+        max_cost: str | None
+
+    @event(RoutingSet)
+    def set_routing(self, strategy: str | None, fallbacks: list[str] | None, max_attempts: int | None,
+                    timeout_ms: int | None, max_cost: str | None) -> None:
+        self.routing = {"strategy": strategy, "fallbacks": fallbacks, "max_attempts": max_attempts,
+                        "timeout_ms": timeout_ms, "max_cost": max_cost}
 
 
 class PriceBook(Aggregate):
@@ -330,6 +364,8 @@ class RepricingRun(Aggregate):
                  window_from: str, window_to: str, tenant: str | None) -> None:
         self.run_id = run_id
         self.finished = False
+        self.corrected = 0
+        self.deltas: dict[str, str] = {}
 
     @event(UsageRepriced)
     def reprice(self, run_id: str, tenant: str, key_id: str, model: str, day: str, price_book: str,
@@ -339,6 +375,8 @@ class RepricingRun(Aggregate):
     @event(Finished)
     def finish(self, events: int, deltas: dict[str, str]) -> None:
         self.finished = True
+        self.corrected = events
+        self.deltas = deltas
 
 
 class LedgerSeal(Aggregate):

@@ -216,14 +216,15 @@ class AdvisoryLease(Lease):
             self._conn = None
 
 
-def lease_for(database_url: str | None, data_dir: Path) -> Lease:
+def lease_for(database_url: str | None, data_dir: Path, name: str = PROJECTION_NAME) -> Lease:
+    """The lease of one kind of worker (a projection, the sealer) on one ledger."""
     if _is_postgres(database_url):
         from urllib.parse import parse_qs, urlsplit
 
         url = urlsplit(database_url or "")
         schema = parse_qs(url.query).get("schema", ["public"])[0]
-        return AdvisoryLease(database_url or "", f"twoapi:{url.hostname}:{url.path}:{schema}:{PROJECTION_NAME}")
-    return FileLease(data_dir / "projections.lock")
+        return AdvisoryLease(database_url or "", f"twoapi:{url.hostname}:{url.path}:{schema}:{name}")
+    return FileLease(data_dir / ("projections.lock" if name == PROJECTION_NAME else f"{name}.lock"))
 
 
 # -- the worker ------------------------------------------------------------------------

@@ -1,0 +1,228 @@
+"""Re-pricing by replay: what usage would have cost under another price book.
+
+`plan()` replays the `UsageMetered` events of a window (and tenant) through a price
+book and reports, per tenant and model, the cost as it stands (as charged, or as
+corrected by earlier applied runs), the new cost and the delta. It reads and
+changes nothing. `apply()` records a plan as a `RepricingRun`: its `UsageRepriced`
+events name each usage event whose cost changes (old and new cost), and one
+`Tenant.BalanceAdjusted` per tenant (corrects `reprice:<run id>`) moves the balance
+by the delta, all in one transaction; so balances, exports and analytics follow.
+A run's id is derived from what it does (book, window, tenant) unless given, and a
+run is recorded once: applying it again changes nothing.
+
+Usage of a model the book does not price keeps its cost (counted as `unpriced`).
+The dashboards' re-pricing page runs `plan()` through the Admin API.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+
+from ledger.accounts import money_text
+from ledger.audit.scan import Owners, rows, timestamp, topics
+from ledger.events import RepricingRun, Request
+from ledger.pricing import PriceBook
+
+ZERO = Decimal(0)
+MAX_CORRECTIONS_PER_EVENT = 2000
+USAGE_TOPICS = topics(Request.Received, Request.UsageMetered)
+REPRICED_TOPICS = topics(RepricingRun.UsageRepriced)
+_RECEIVED, _METERED = USAGE_TOPICS
+
+
+@dataclass(slots=True)
+class Line:
+    """One tenant and model: usage events, cost as it stands, cost under the new book."""
+
+    events: int = 0
+    old_cost: Decimal = ZERO
+    new_cost: Decimal = ZERO
+
+    @property
+    def delta(self) -> Decimal:
+        return self.new_cost - self.old_cost
+
+
+GroupKey = tuple[str, str, str, str]  # tenant, key id, model, day (YYYY-MM-DD)
+
+
+@dataclass(slots=True)
+class Plan:
+    run_id: str
+    book: PriceBook
+    prices: dict[str, dict[str, str]] | None  # the table, when the book is not a published version
+    start: datetime
+    end: datetime
+    tenant: str | None
+    lines: dict[tuple[str, str], Line] = field(default_factory=lambda: defaultdict(Line))
+    corrections: dict[GroupKey, list[list[str]]] = field(default_factory=lambda: defaultdict(list))
+    scanned: int = 0  # usage events in the window and scope
+    unpriced: int = 0  # of them, of models the book does not price (cost kept)
+    unattributed: int = 0  # usage of requests with no Received (not re-priced)
+
+    @property
+    def changed(self) -> int:
+        return sum(len(c) for c in self.corrections.values())
+
+    def deltas(self) -> dict[str, Decimal]:
+        per_tenant: dict[str, Decimal] = defaultdict(Decimal)
+        for (tenant, _), line in self.lines.items():
+            per_tenant[tenant] += line.delta
+        return dict(per_tenant)
+
+    def report(self) -> dict[str, Any]:
+        total = Line()
+        rows_ = []
+        for (tenant, model), line in sorted(self.lines.items()):
+            rows_.append({"tenant": tenant, "model": model, "events": line.events,
+                          "old_cost": money_text(line.old_cost), "new_cost": money_text(line.new_cost),
+                          "delta": money_text(line.delta)})
+            total.events += line.events
+            total.old_cost += line.old_cost
+            total.new_cost += line.new_cost
+        return {
+            "run_id": self.run_id, "price_book": self.book.version, "from": self.start.isoformat(),
+            "to": self.end.isoformat(), "tenant": self.tenant, "events": self.scanned, "changed": self.changed,
+            "unpriced": self.unpriced, "unattributed": self.unattributed, "lines": rows_,
+            "total": {"events": total.events, "old_cost": money_text(total.old_cost),
+                      "new_cost": money_text(total.new_cost), "delta": money_text(total.delta)},
+        }
+
+
+def run_id_for(version: str, start: datetime, end: datetime, tenant: str | None) -> str:
+    """The default run id: the same book, window and tenant give the same run."""
+    text = f"{version}|{start.isoformat()}|{end.isoformat()}|{tenant or '*'}"
+    return "rp-" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def file_version(prices: dict[str, dict[str, str]]) -> str:
+    """The version name of a price table read from a file (not published)."""
+    return "file-" + hashlib.sha256(orjson.dumps(prices, option=orjson.OPT_SORT_KEYS)).hexdigest()[:12]
+
+
+def current_costs(ledger: Any) -> dict[str, Decimal]:
+    """The cost of each usage event corrected by applied runs, as it stands now."""
+    costs: dict[str, Decimal] = {}
+    for row in rows(ledger, only=REPRICED_TOPICS):
+        for corrected, _, after in row.fields()["corrections"]:
+            costs[corrected] = Decimal(after)
+    return costs
+
+
+def plan(ledger: Any, book: PriceBook, start: datetime, end: datetime, tenant: str | None = None,
+         prices: dict[str, dict[str, str]] | None = None, run_id: str | None = None,
+         progress: Callable[[int], None] | None = None) -> Plan:
+    """Replay the usage metered in [start, end) (of `tenant`) through `book`.
+    `progress` is called with each usage event's position (for a progress bar)."""
+    result = Plan(run_id or run_id_for(book.version, start, end, tenant), book, prices, start, end, tenant)
+    corrected = current_costs(ledger)
+    owners = Owners(ledger)
+    for row in rows(ledger, only=USAGE_TOPICS):
+        f = row.fields()
+        if row.topic == _RECEIVED:
+            owners.received(row.originator_id, f)
+            continue
+        if progress is not None:
+            progress(row.position)
+        at = timestamp(f)
+        if not start <= at < end:
+            continue
+        owner = owners.of(row.originator_id)
+        if owner is None:
+            result.unattributed += 1
+            continue
+        if tenant is not None and owner[0] != tenant:
+            continue
+        _replay_one(result, row.event_id, owner, f, at, corrected)
+    return result
+
+
+def _replay_one(result: Plan, usage_id: str, owner: tuple[str, str], f: dict[str, Any], at: datetime,
+                corrected: dict[str, Decimal]) -> None:
+    result.scanned += 1
+    old = corrected.get(usage_id)
+    if old is None:
+        old = Decimal(f["cost"])
+    price = result.book.prices.get(f["model"])
+    if price is None:
+        result.unpriced += 1
+        new = old
+    else:
+        new = price.cost(f["input_tokens"], f["output_tokens"], f["cached_tokens"], f.get("images", 0))
+    line = result.lines[(owner[0], f["model"])]
+    line.events += 1
+    line.old_cost += old
+    line.new_cost += new
+    if new != old:
+        key = (owner[0], owner[1], f["model"], at.date().isoformat())
+        result.corrections[key].append([usage_id, money_text(old), money_text(new)])
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    run_id: str
+    already: bool  # the run had been applied before: nothing was recorded now
+    events: int  # usage events corrected by the run
+    deltas: dict[str, str]  # tenant -> delta, as recorded
+
+
+def apply(ledger: Any, result: Plan) -> Applied:
+    """Record the plan (see the module's docstring); idempotent per run id."""
+    recorded = _recorded(ledger, result.run_id)
+    if recorded is not None:
+        return recorded
+    run = RepricingRun(run_id=result.run_id, price_book=result.book.version, prices=result.prices,
+                       window_from=result.start.isoformat(), window_to=result.end.isoformat(), tenant=result.tenant)
+    for (tenant, key_id, model, day), corrections in sorted(result.corrections.items()):
+        for chunk_start in range(0, len(corrections), MAX_CORRECTIONS_PER_EVENT):
+            chunk = corrections[chunk_start:chunk_start + MAX_CORRECTIONS_PER_EVENT]
+            run.reprice(run_id=result.run_id, tenant=tenant, key_id=key_id, model=model, day=day,
+                        price_book=result.book.version, corrections=chunk,
+                        old_cost=money_text(sum((Decimal(c[1]) for c in chunk), ZERO)),
+                        new_cost=money_text(sum((Decimal(c[2]) for c in chunk), ZERO)))
+    deltas = {t: d for t, d in result.deltas().items() if d != ZERO}
+    run.finish(events=result.changed, deltas={t: money_text(d) for t, d in sorted(deltas.items())})
+    tenants = []
+    for name, delta in sorted(deltas.items()):
+        tenant = ledger.find_tenant(name)
+        if tenant is None:
+            continue
+        tenant.adjust_balance(amount=money_text(-delta), reason=f"re-pricing run {result.run_id} with price book "
+                              f"{result.book.version}", corrects="reprice:" + result.run_id)
+        tenants.append(tenant)
+    try:
+        ledger.save(run, *tenants)
+    except IntegrityError:  # the same run, applied at the same moment by someone else
+        recorded = _recorded(ledger, result.run_id)
+        if recorded is None:
+            raise
+        return recorded
+    return Applied(result.run_id, False, result.changed, {t: money_text(d) for t, d in sorted(deltas.items())})
+
+
+def _recorded(ledger: Any, run_id: str) -> Applied | None:
+    try:
+        run = ledger.repository.get(RepricingRun.create_id(run_id))
+    except AggregateNotFoundError:
+        return None
+    return Applied(run_id, True, run.corrected, dict(run.deltas))
+
+
+def corrected_event_ids(ledger: Any, run_id: str) -> list[str]:
+    """The usage events a recorded run corrected (for audit and tests)."""
+    found = []
+    for event in ledger.events.get(RepricingRun.create_id(run_id)):
+        if isinstance(event, RepricingRun.UsageRepriced):
+            found += [c[0] for c in event.corrections]
+    return found
+

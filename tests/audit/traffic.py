@@ -1,0 +1,34 @@
+"""Some billable traffic for audit tests: two tenants, plain and streaming requests,
+credits, an adjustment and a refused request, through the official openai SDK."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.tenancy.conftest import MESSAGES, Admin, caught_up, client
+from tests.support import RunningGateway
+
+MODELS = ("openai/gpt-4o-mini", "anthropic/claude-3-5-haiku", "google/gemini-1.5-flash")
+
+
+def make_traffic(gw: RunningGateway, admin: Admin, ledger: Any, view: Any, requests: int = 6) -> list[str]:
+    """Tenants acme (two keys) and beta; the request ids of the traffic."""
+    tenants = [admin.tenant("acme", credits="5.00", keys=2), admin.tenant("beta", credits="3.00")]
+    admin.ok("POST", "/admin/tenants/beta/adjustments", json={"amount": "-0.000000007", "reason": "rounding"})
+    request_ids = []
+    for i in range(requests):
+        tenant = tenants[i % 2]
+        key = tenant.keys[i % len(tenant.keys)]["key"]
+        sdk = client(gw, key)
+        model = MODELS[i % len(MODELS)]
+        if i % 3 == 2:
+            with sdk.chat.completions.with_streaming_response.create(
+                    model=model, messages=MESSAGES, stream=True, stream_options={"include_usage": True}) as response:
+                request_ids.append(response.headers["x-request-id"])
+                for _ in response.iter_lines():
+                    pass
+        else:
+            raw = sdk.chat.completions.with_raw_response.create(model=model, messages=MESSAGES)
+            request_ids.append(raw.headers["x-request-id"])
+    caught_up(ledger, view)
+    return request_ids
