@@ -3,8 +3,9 @@
 Exactly-once, with all state in the analytics store itself (so wiping the store
 restarts the projection from the beginning of the ledger). Per batch:
 
-1. insert its rows into `ledger_events`, `attempts` and `requests`, each insert with
-   a dedup token naming the batch (`analytics:<first>-<last>:<table>`);
+1. insert its rows into `ledger_events`, `attempts`, `requests` and
+   `cost_corrections`, each insert with a dedup token naming the batch
+   (`analytics:<first>-<last>:<table>`);
 2. record `<last>` as the position (`projection_state`).
 
 `ledger_events` gets a row for every event of a batch and is written first, so after
@@ -16,6 +17,11 @@ mid-batch therefore neither loses nor double-counts.
 
 Batches are cut only between requests: a request's events are committed in one
 transaction, and the rows of a request need all of them.
+
+A re-pricing correction (`UsageRepriced`) is placed with the row of the request it
+corrects: from the same batch, or else read from `requests`, where every earlier
+batch is already complete (the position moves only after a batch's inserts). So a
+batch re-shipped after a crash places its corrections exactly as the first time.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -40,6 +46,7 @@ log = structlog.get_logger("analytics.projection")
 
 NAME = "analytics"
 EXTEND_STEP = 200  # notifications read at a time to finish a request cut by the page
+LOOKUP_CHUNK = 5000  # request ids per query when placing re-pricing corrections
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +123,9 @@ class AnalyticsProjection:
 
     def _ship(self, events: Sequence[R.LedgerEvent]) -> None:
         first, last = events[0].notification_id, events[-1].notification_id
-        rows = R.build_rows(events, self._owner_of)
+        rows = R.build_rows(events, self._owner_of, self._requests_shipped)
+        if rows.unplaced:
+            log.warning("analytics_corrections_without_request", count=rows.unplaced, first=first, last=last)
         self._insert(rows, f"{self.name}:{first}-{last}")
         self._save_state(last)
 
@@ -127,6 +136,36 @@ class AnalyticsProjection:
         self.store.insert("ledger_events", R.EVENT_COLUMNS, rows.events, token + ":ledger_events")
         self.store.insert("attempts", R.ATTEMPT_COLUMNS, rows.attempts, token + ":attempts")
         self.store.insert("requests", R.REQUEST_COLUMNS, rows.requests, token + ":requests")
+        self.store.insert("cost_corrections", R.CORRECTION_COLUMNS, rows.corrections, token + ":cost_corrections")
+
+    def _requests_shipped(self, request_ids: set[str], hints: Sequence[tuple[str, datetime]]
+                          ) -> dict[str, R.RequestKey]:
+        """Rows of requests shipped in earlier batches, for the re-pricing corrections
+        that name them. `hints` are the corrections' (tenant, usage day): a request
+        is received on its usage's day or the day before, so the first look reads only
+        those days of those tenants; whatever it misses is looked for everywhere."""
+        found: dict[str, R.RequestKey] = {}
+        tenants = sorted({tenant for tenant, _ in hints})
+        days = [day for _, day in hints]
+        narrow = {"tenants": tenants, "lo": _ch_time(min(days) - timedelta(days=1)),
+                  "hi": _ch_time(max(days) + timedelta(days=1))} if hints else None
+        for where, values in (("tenant IN {tenants:Array(String)} AND time >= {lo:DateTime64(3, 'UTC')}"
+                               " AND time < {hi:DateTime64(3, 'UTC')} AND ", narrow), ("", {})):
+            if values is None:
+                continue
+            wanted = sorted(request_ids - found.keys())
+            for start in range(0, len(wanted), LOOKUP_CHUNK):
+                chunk = wanted[start:start + LOOKUP_CHUNK]
+                _, rows = self.store.query(
+                    "SELECT request_id, any(time), any(tenant), any(key_id), any(provider), any(model) FROM requests"
+                    f" WHERE {where}request_id IN {{ids:Array(String)}} GROUP BY request_id",
+                    {**values, "ids": chunk})
+                for request_id, time_, tenant, key_id, provider, model in rows:
+                    when = time_ if time_.tzinfo else time_.replace(tzinfo=UTC)
+                    found[request_id] = R.RequestKey(when, tenant, key_id, provider, model)
+            if len(found) == len(request_ids):
+                break
+        return found
 
     # -- reading the ledger --------------------------------------------------
 
@@ -316,6 +355,10 @@ class ProjectionRunner:
         self.status.state = state
         self.status.last_error = message
         self.status.updated_at = datetime.now(UTC).isoformat()
+
+
+def _ch_time(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 def _identity(config: AnalyticsConfig) -> str:

@@ -13,6 +13,11 @@ Long windows read the rollups: `usage_daily` and `usage_hourly` for money and to
 have no tenant column, so they serve only unscoped questions). Short windows, minute
 buckets and a tenant's own latency read the raw rows; `totals`, the audit's exact
 per-tenant totals, reads the raw rows with FINAL.
+
+Money follows re-pricing: a `cost_corrections` row per re-priced usage event holds
+the difference, in the bucket and under the dimensions of its request's row. The
+raw-row money queries read requests and corrections together (`money_rows`); the
+usage rollups have the corrections added by their materialized views.
 """
 
 from __future__ import annotations
@@ -201,6 +206,19 @@ def use_rollup(p: Params, scope: Scope | None = None) -> bool:
 
 
 USAGE_SUMS = ("requests", "errors", "input_tokens", "output_tokens", "cached_tokens", "cost")
+REPRICING = "reprice:"  # what the BalanceAdjusted of a re-pricing run corrects: reprice:<run id>
+
+
+def money_rows(where: Where, final: bool = False) -> str:
+    """The raw rows that carry money: one per request (`n` = 1, `failed`, tokens,
+    cost) and one per re-pricing correction (cost only: it adds no request, error or
+    token). Both tables have the columns `where` filters on."""
+    f = " FINAL" if final else ""
+    clause = where.sql()
+    return (f"(SELECT time, tenant, key_id, provider, model, toUInt8(1) AS n, toUInt8(status >= 400) AS failed,"
+            f" input_tokens, output_tokens, cached_tokens, cost FROM requests{f} WHERE {clause}"
+            f" UNION ALL SELECT time, tenant, key_id, provider, model, toUInt8(0), toUInt8(0), toUInt64(0),"
+            f" toUInt64(0), toUInt64(0), delta FROM cost_corrections{f} WHERE {clause})")
 
 
 def usage_rollup(p: Params, scope: Scope, daily: bool) -> tuple[str, Where]:
@@ -246,10 +264,10 @@ def usage(store: AnalyticsStore, p: Params, scope: Scope) -> Result:
         bucket = RAW_BUCKETS[p.resolved_bucket()]
         where = filters(p, scope)
         sql = f"""
-            SELECT {bucket} AS bucket, {group} AS group, count() AS requests, countIf(status >= 400) AS errors,
+            SELECT {bucket} AS bucket, {group} AS group, sum(n) AS requests, sum(failed) AS errors,
                    sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
                    sum(cached_tokens) AS cached_tokens, sum(cost) AS cost
-            FROM requests WHERE {where.sql()}
+            FROM {money_rows(where)}
             GROUP BY bucket, group ORDER BY bucket, group"""
     return _run(store, sql, where, "rollup" if rollup else "raw")
 
@@ -263,7 +281,7 @@ def breakdown(store: AnalyticsStore, p: Params, scope: Scope) -> Result:
         source, requests_expr, errors_expr = f"({source})", "sum(requests)", "sum(errors)"
     else:
         where = filters(p, scope)
-        source, requests_expr, errors_expr = f"requests WHERE {where.sql()}", "count()", "countIf(status >= 400)"
+        source, requests_expr, errors_expr = money_rows(where), "sum(n)", "sum(failed)"
     sql = f"""
         SELECT {group} AS group, {requests_expr} AS requests, {errors_expr} AS errors,
                round(errors / greatest(requests, 1), 6) AS error_rate,
@@ -409,12 +427,13 @@ def circuit_events(store: AnalyticsStore, p: Params, scope: Scope) -> Result:
 
 
 def totals(store: AnalyticsStore, p: Params, scope: Scope) -> Result:
-    """Exact totals per tenant (FINAL on the raw rows): what reconciles with the ledger."""
+    """Exact totals per tenant (FINAL on the raw rows, re-pricing corrections included):
+    what reconciles with the ledger."""
     where = filters(p, scope)
     sql = f"""
-        SELECT tenant, count() AS requests, countIf(status >= 400) AS errors, sum(input_tokens) AS input_tokens,
+        SELECT tenant, sum(n) AS requests, sum(failed) AS errors, sum(input_tokens) AS input_tokens,
                sum(output_tokens) AS output_tokens, sum(cached_tokens) AS cached_tokens, sum(cost) AS cost
-        FROM requests FINAL WHERE {where.sql()}
+        FROM {money_rows(where, final=True)}
         GROUP BY tenant ORDER BY tenant"""
     return _run(store, sql, where, "raw")
 
@@ -424,22 +443,34 @@ def budget(store: AnalyticsStore, p: Params, scope: Scope) -> Result:
     against its monthly cap (Tenant.LimitsSet), and per bucket over the window the
     spend and the balance after it (the burn-down). The spend is read from the usage
     rollups, whose sums are as exact as the rows (every row counted once: see
-    analytics/projection.py), so a month of a large tenant costs a few thousand rows."""
+    analytics/projection.py), so a month of a large tenant costs a few thousand rows.
+
+    Spend is as re-priced (the usage rollups hold the corrections). A re-pricing run
+    moves the balance by its own BalanceAdjusted (corrects `reprice:<run id>`), which
+    is shown apart (`repricing_adjustments`), not among `adjustments`: the spend
+    holds that change already. The balance is the ledger's (credits + every
+    adjustment - usage as metered), so credits + adjustments - spend equals it as long
+    as each run's adjustment is the opposite of its corrections (`repriced`)."""
     tenant = _one_tenant(p, scope)
     head_sql = """
         SELECT
           (SELECT sum(amount) FROM ledger_events FINAL WHERE tenant = {tenant:String} AND aggregate = 'Tenant'
              AND event = 'CreditsAdded') AS credits,
           (SELECT sum(amount) FROM ledger_events FINAL WHERE tenant = {tenant:String} AND aggregate = 'Tenant'
-             AND event = 'BalanceAdjusted') AS adjustments,
+             AND event = 'BalanceAdjusted'
+             AND NOT startsWith(JSONExtractString(data, 'corrects'), {repricing:String})) AS adjustments,
+          (SELECT sum(amount) FROM ledger_events FINAL WHERE tenant = {tenant:String} AND aggregate = 'Tenant'
+             AND event = 'BalanceAdjusted'
+             AND startsWith(JSONExtractString(data, 'corrects'), {repricing:String})) AS repricing_adjustments,
+          (SELECT sum(delta) FROM cost_corrections FINAL WHERE tenant = {tenant:String}) AS repriced,
           (SELECT sum(cost) FROM usage_daily WHERE tenant = {tenant:String}) AS spend,
           (SELECT sum(cost) FROM usage_daily WHERE tenant = {tenant:String}
              AND day >= toStartOfMonth(toDate(now('UTC')))) AS month_spend,
           (SELECT argMax(JSONExtractString(data, 'monthly_cap'), notification_id) FROM ledger_events
              WHERE tenant = {tenant:String} AND aggregate = 'Tenant' AND event = 'LimitsSet') AS monthly_cap"""
-    _, head = store.query(head_sql, {"tenant": tenant})
-    credits, adjustments, spend, month_spend, cap = head[0]
-    balance_now = credits + adjustments - spend
+    _, head = store.query(head_sql, {"tenant": tenant, "repricing": REPRICING})
+    credits, adjustments, repricing_adjustments, repriced, spend, month_spend, cap = head[0]
+    balance_now = credits + adjustments + repricing_adjustments - (spend - repriced)
     series = usage(store, _replace(p, by="none", tenant=tenant if not scope.scoped else None), scope)
     spends = [(row[0], row[-1]) for row in series.rows]  # (bucket, cost)
     # The burn-down, backwards from today's balance: after each bucket, the balance
@@ -457,6 +488,7 @@ def budget(store: AnalyticsStore, p: Params, scope: Scope) -> Result:
     cap_value = Decimal(cap) if cap else None
     summary = {
         "tenant": tenant, "credits": credits, "adjustments": adjustments, "spend": spend, "balance": balance_now,
+        "repriced": repriced, "repricing_adjustments": repricing_adjustments,
         "month_spend": month_spend, "monthly_cap": cap_value,
         "month_remaining": (cap_value - month_spend) if cap_value is not None else None,
     }
@@ -516,18 +548,21 @@ def keys(store: AnalyticsStore, p: Params, scope: Scope) -> Result:
 
 
 def tenants(store: AnalyticsStore, p: Params, scope: Scope) -> Result:
-    """Tenants with credits and all-time spend (admin)."""
+    """Tenants with credits, all-time spend (as re-priced) and balance (the ledger's:
+    credits + every adjustment - usage as metered; see `budget`) (admin)."""
     where = Where()
     if scope.scoped:
         where.add("tenant = {scope_tenant:String}", scope_tenant=scope.tenant)
     sql = f"""
         SELECT t.tenant AS tenant, t.credits AS credits, u.requests AS requests, u.cost AS spend,
-               t.credits + t.adjustments - u.cost AS balance
+               t.credits + t.adjustments - (u.cost - c.repriced) AS balance
         FROM (SELECT tenant, sumIf(amount, event = 'CreditsAdded') AS credits,
                      sumIf(amount, event = 'BalanceAdjusted') AS adjustments
               FROM ledger_events FINAL WHERE aggregate = 'Tenant' AND {where.sql()} GROUP BY tenant) AS t
         LEFT JOIN (SELECT tenant, sum(requests) AS requests, sum(cost) AS cost FROM usage_daily
                    WHERE {where.sql()} GROUP BY tenant) AS u ON t.tenant = u.tenant
+        LEFT JOIN (SELECT tenant, sum(delta) AS repriced FROM cost_corrections FINAL
+                   WHERE {where.sql()} GROUP BY tenant) AS c ON t.tenant = c.tenant
         ORDER BY spend DESC, tenant"""
     return _run(store, sql, where, "raw")
 

@@ -1,9 +1,10 @@
 """Reconciliation: a tenant's totals recomputed from the ledger, beside the analytics.
 
 The ledger side reads the events themselves (every `Received` to know whose request
-it is, every `UsageMetered` for tokens and cost, the tenant's credit events), so it
-depends on no projection. It is a full read of the money events: an audit action,
-not something a dashboard polls.
+it is, every `UsageMetered` for tokens and cost, every `UsageRepriced` for the cost
+re-pricing corrected, the tenant's credit events), so it depends on no projection.
+It is a full read of the money events: an audit action, not something a dashboard
+polls.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from eventsourcing.utils import get_topic
 from analytics.rows import decode
 from ledger import ids
 from ledger.application import Ledger
-from ledger.events import Request
+from ledger.events import RepricingRun, Request
 
 ZERO = Decimal(0)
-TOPICS = [get_topic(Request.Received), get_topic(Request.UsageMetered)]
+TOPICS = [get_topic(Request.Received), get_topic(Request.UsageMetered), get_topic(RepricingRun.UsageRepriced)]
 
 
 @dataclass(slots=True)
@@ -31,13 +32,16 @@ class Totals:
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
-    cost: Decimal = ZERO
+    cost: Decimal = ZERO  # as re-priced: metered cost plus the corrections of re-pricing runs
     credits: Decimal = ZERO
-    adjustments: Decimal = ZERO
+    adjustments: Decimal = ZERO  # every BalanceAdjusted, those of re-pricing runs included
+    repriced: Decimal = ZERO  # what re-pricing runs changed the cost by (included in `cost`)
 
     @property
     def balance(self) -> Decimal:
-        return self.credits + self.adjustments - self.cost
+        # The ledger's rule (ledger/accounts.py): usage is charged as metered, and a
+        # re-pricing run moves the balance by its own BalanceAdjusted.
+        return self.credits + self.adjustments - (self.cost - self.repriced)
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "balance": self.balance}
@@ -52,6 +56,12 @@ def ledger_totals(ledger: Ledger, tenant: str, up_to: int | None = None, page: i
             if event.fields.get("tenant") == tenant:
                 mine.add(event.originator_id)
                 totals.requests += 1
+        elif event.name == "UsageRepriced":
+            for usage_event, before, after in event.fields.get("corrections") or []:
+                if UUID(usage_event.partition("/")[0]) in mine:
+                    delta = Decimal(after) - Decimal(before)
+                    totals.cost += delta
+                    totals.repriced += delta
         elif event.originator_id in mine:  # UsageMetered of one of the tenant's requests
             f = event.fields
             totals.cost += Decimal(f["cost"])

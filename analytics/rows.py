@@ -6,14 +6,19 @@ a batch shipped again after a crash carry the same dedup tokens and be dropped.
 A request's row is built from all the events of the request, which the gateway's
 writer commits in one transaction (so they sit together in the notification log; the
 projection never cuts a batch inside one request, see `open_requests`). Events that
-arrive for a request later, outside that transaction (corrections), become ledger
-lines only.
+arrive for a request later, outside that transaction, become ledger lines only.
+
+Re-pricing (`RepricingRun.UsageRepriced`) corrects the cost of earlier usage events:
+each corrected usage event becomes a `cost_corrections` row holding the difference,
+placed in the time bucket of its request's row and under that row's tenant, key,
+provider and model (found in the batch, or by `request_of` among the rows shipped
+before), so every cost figure is the original plus the corrections.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -99,6 +104,23 @@ EVENT_COLUMNS = (
 )
 
 
+CORRECTION_COLUMNS = (
+    "time", "tenant", "key_id", "provider", "model", "request_id", "usage_event", "run_id", "price_book",
+    "cost_before", "cost_after", "delta", "notification_id",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestKey:
+    """Where a request's row sits in the rollups: its bucket and dimensions."""
+
+    time: datetime
+    tenant: str
+    key_id: str
+    provider: str
+    model: str
+
+
 @dataclass(frozen=True, slots=True)
 class Owner:
     """Who an aggregate belongs to, from its first event."""
@@ -112,11 +134,19 @@ class Rows:
     requests: list[tuple[Any, ...]]
     attempts: list[tuple[Any, ...]]
     events: list[tuple[Any, ...]]
+    corrections: list[tuple[Any, ...]] = field(default_factory=list)
+    unplaced: int = 0  # corrected usage whose request row was not found (placed by the event's own fields)
 
 
-def build_rows(events: Sequence[LedgerEvent], owner_of: Callable[[UUID], Owner | None]) -> Rows:
+RequestLookup = Callable[[set[str], Sequence[tuple[str, datetime]]], dict[str, RequestKey]]
+
+
+def build_rows(events: Sequence[LedgerEvent], owner_of: Callable[[UUID], Owner | None],
+               request_of: RequestLookup | None = None) -> Rows:
     """All rows for a batch. `owner_of` finds the owner of an aggregate whose first
-    event is not in the batch (it reads the ledger)."""
+    event is not in the batch (it reads the ledger); `request_of` finds the rows of
+    requests shipped in earlier batches ({request id: RequestKey}), given their ids
+    and the (tenant, usage day) of the corrections naming them."""
     owners: dict[UUID, Owner] = {}
     by_request: dict[UUID, list[LedgerEvent]] = {}
     for event in events:
@@ -140,7 +170,52 @@ def build_rows(events: Sequence[LedgerEvent], owner_of: Callable[[UUID], Owner |
         request, attempts = request_rows(request_events)
         rows.requests.append(request)
         rows.attempts.extend(attempts)
+    repriced = [e for e in events if e.aggregate == "RepricingRun" and e.name == "UsageRepriced"]
+    if repriced:
+        rows.corrections, rows.unplaced = correction_rows(repriced, rows.requests, request_of)
     return rows
+
+
+def correction_rows(repriced: Sequence[LedgerEvent], requests: Sequence[tuple[Any, ...]],
+                    request_of: RequestLookup | None) -> tuple[list[tuple[Any, ...]], int]:
+    """One `cost_corrections` row per corrected usage event of `repriced` (UsageRepriced
+    events), and how many of them had no request row to sit with."""
+    at = {name: REQUEST_COLUMNS.index(name) for name in ("request_id", "time", "tenant", "key_id", "provider",
+                                                            "model")}
+    known = {row[at["request_id"]]: RequestKey(row[at["time"]], row[at["tenant"]], row[at["key_id"]],
+                                               row[at["provider"]], row[at["model"]]) for row in requests}
+    parsed: list[tuple[LedgerEvent, str, str, Decimal, Decimal]] = []
+    for event in repriced:
+        for usage_event, before, after in event.fields.get("corrections") or []:
+            parsed.append((event, _request_of_usage(usage_event), usage_event, Decimal(before), Decimal(after)))
+    missing = {request_id for _, request_id, *_ in parsed if request_id not in known}
+    if missing and request_of is not None:
+        hints = sorted({(str(e.fields.get("tenant", "")), str(e.fields.get("day", ""))) for e in repriced})
+        known.update(request_of(missing, [(tenant, _day(day)) for tenant, day in hints]))
+    rows, unplaced = [], 0
+    for event, request_id, usage_event, before, after in parsed:
+        f = event.fields
+        key = known.get(request_id)
+        if key is None:  # not in the analytics store: the event's own fields, at the start of its day
+            unplaced += 1
+            key = RequestKey(_day(str(f.get("day", ""))), str(f.get("tenant", "")), str(f.get("key_id", "")), "",
+                             str(f.get("model", "")))
+        rows.append((key.time, key.tenant, key.key_id, key.provider, key.model, request_id, usage_event,
+                     str(f.get("run_id", "")), str(f.get("price_book", "")), before, after, after - before,
+                     event.notification_id))
+    return rows, unplaced
+
+
+def _request_of_usage(usage_event: str) -> str:
+    """"<request uuid>/<version>" (ledger/accounts.event_id) -> "req_<hex>"."""
+    return format_request_id(UUID(usage_event.partition("/")[0]))
+
+
+def _day(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text[:10]).replace(tzinfo=UTC)
+    except ValueError:
+        return datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def first_event_owner(event: LedgerEvent) -> Owner | None:
@@ -164,6 +239,11 @@ def event_row(event: LedgerEvent, owner: Owner) -> tuple[Any, ...]:
         amount = Decimal(fields["cost"])
     elif event.aggregate == "Tenant" and event.name in ("CreditsAdded", "BalanceAdjusted"):
         amount = Decimal(fields["amount"])  # BalanceAdjusted is signed
+    elif event.aggregate == "RepricingRun" and event.name == "UsageRepriced":
+        # A run may span tenants: each line names the tenant and key it re-prices,
+        # and its amount is the change in cost (signed).
+        amount = Decimal(fields["new_cost"]) - Decimal(fields["old_cost"])
+        owner = Owner(tenant=str(fields.get("tenant", "")), key_id=str(fields.get("key_id", "")))
     request_id = format_request_id(event.originator_id) if event.aggregate == "Request" else ""
     data = {k: v for k, v in fields.items() if k not in HIDDEN_FIELDS}
     return (

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from analytics import queries
+from analytics import admin, queries
 from analytics.config import AnalyticsConfig
 from analytics.metrics import default_meter_provider, register_gauges
 from analytics.projection import NAME, ProjectionRunner
@@ -216,6 +216,29 @@ class DisabledAnalytics:
 
     async def reconcile(self, tenant: str, ledger: Ledger) -> dict[str, Any]:
         raise AnalyticsUnavailable(OFF)
+
+
+async def projection_line(analytics: Analytics, ledger: Ledger, timeout: float = 5.0) -> dict[str, Any]:
+    """The analytics projection's line of GET /admin/projections (beside the tenancy
+    projection's): position, ledger head, lag, state; or why there is none (analytics
+    off here, the store or the worker not answering). Never raises."""
+    try:
+        report = await asyncio.wait_for(analytics.status(), timeout)
+    except AnalyticsUnavailable as error:
+        return admin.unavailable_line("unavailable", str(error))
+    except TimeoutError:
+        return admin.unavailable_line("unavailable", f"the analytics status did not come within {timeout:g} s")
+    except Exception as error:  # a status line must not take the endpoint down
+        return admin.unavailable_line("unavailable", f"{type(error).__name__}: {error}")
+    if report.get("state") == "off" or report.get("role") == "off":
+        return admin.unavailable_line("off", OFF)
+    head = None
+    if not report.get("head"):
+        try:
+            head = await asyncio.to_thread(ledger.recorder.max_notification_id)
+        except Exception:  # the ledger's own status line says what is wrong with it
+            head = None
+    return {**admin.projection_line(report, int(head) if head is not None else None), "role": report.get("role")}
 
 
 def open_analytics(config: AnalyticsConfig, database_url: str | None, admin_token: str | None) -> Analytics:
