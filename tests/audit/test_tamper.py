@@ -4,7 +4,6 @@ PostgreSQL and in SQLite, is found by `verify`, which names that very event."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -14,7 +13,7 @@ from gateway.price_list import base_price_book
 from ledger.audit.scan import rows, topics
 from ledger.audit.seal import seal_pending
 from ledger.audit.verify import verify
-from ledger.events import Request
+from ledger.events import LedgerSeal, Request
 from ledger.store import connect_kwargs
 from tests.audit.traffic import make_traffic
 
@@ -88,11 +87,10 @@ def test_an_edited_seal_breaks_the_chain(gw, admin, ledger_and_view):
     ledger, view = ledger_and_view
     make_traffic(gw, admin, ledger, view, requests=4)
     seal_pending(ledger, max_events=10)
-    first_seal = next(rows(ledger, only=topics(__import__("ledger.events", fromlist=["LedgerSeal"]).LedgerSeal.LedgerSealed)))
-    edited: Callable[[bytes], bytes] = lambda s: s.replace(b'"count":10', b'"count":9', 1)  # noqa: E731
+    first_seal = next(rows(ledger, only=topics(LedgerSeal.LedgerSealed)))
     placeholder = "%s" if gw.settings.database_url else "?"
     run_sql(gw, ledger, f"UPDATE {{table}} SET state = {placeholder} WHERE {{position}} = {placeholder}",
-            (edited(first_seal.state), first_seal.position))
+            (first_seal.state.replace(b'"count":10', b'"count":9', 1), first_seal.position))
     findings = tamper_findings(ledger, view)
     assert any(f.subject.startswith("seal 2 ") and "chain hash" in f.detail for f in findings)
     assert any(f.subject == f"event {first_seal.event_id}" for f in findings)  # the next seal covers it

@@ -3,16 +3,27 @@ credits, an adjustment and a refused request, through the official openai SDK.""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from tests.tenancy.conftest import MESSAGES, Admin, caught_up, client
 from tests.support import RunningGateway
+from tests.tenancy.conftest import MESSAGES, Admin, Tenant, caught_up, client
 
 MODELS = ("openai/gpt-4o-mini", "anthropic/claude-3-5-haiku", "google/gemini-1.5-flash")
 
 
-def make_traffic(gw: RunningGateway, admin: Admin, ledger: Any, view: Any, requests: int = 6) -> list[str]:
-    """Tenants acme (two keys) and beta; the request ids of the traffic."""
+@dataclass
+class Traffic:
+    tenants: dict[str, Tenant]
+    request_ids: list[str]
+
+    def key(self, tenant: str) -> str:
+        return self.tenants[tenant].key
+
+
+def make_traffic(gw: RunningGateway, admin: Admin, ledger: Any, view: Any, requests: int = 6) -> Traffic:
+    """Tenants acme (two keys) and beta; request i goes to acme when even, with model
+    MODELS[i % 3], streaming when i % 3 == 2."""
     tenants = [admin.tenant("acme", credits="5.00", keys=2), admin.tenant("beta", credits="3.00")]
     admin.ok("POST", "/admin/tenants/beta/adjustments", json={"amount": "-0.000000007", "reason": "rounding"})
     request_ids = []
@@ -31,4 +42,4 @@ def make_traffic(gw: RunningGateway, admin: Admin, ledger: Any, view: Any, reque
             raw = sdk.chat.completions.with_raw_response.create(model=model, messages=MESSAGES)
             request_ids.append(raw.headers["x-request-id"])
     caught_up(ledger, view)
-    return request_ids
+    return Traffic({t.name: t for t in tenants}, request_ids)
