@@ -292,3 +292,48 @@ def test_analytics_follow_a_repricing_run_of_gateway_usage(analytics_gateway, si
         assert Decimal(report["lines"]["cost"]["ledger"]) == want[tenant]
         lines = gw.admin("ledger", tenant=tenant, event="UsageRepriced", **WIDE).json()["data"]
         assert sum(Decimal(line["amount"]) for line in lines) == want[tenant] - original[tenant]
+
+
+def test_analytics_follow_the_repricing_engine(sqlite_analytics_gateway, simulator):
+    """The same, with runs planned and applied by the engine itself (ledger/repricing.py)."""
+    from gateway.price_list import base_price_book
+    from ledger.pricing import PriceBook
+    from ledger.repricing import apply, current_costs, plan
+
+    gw = sqlite_analytics_gateway
+    assert len(send_requests(gw.url, gw.keys, simulator.url, 24)) == 24
+    gw.wait_caught_up()
+    base = base_price_book()
+    dearer = PriceBook.from_table({model: {"input": p.input * 3, "output": p.output * 2, "cached_input": p.cached_input,
+                                           "image": p.image} for model, p in base.prices.items()})
+    ledger = Ledger.open(None, gw.gateway.settings.data_dir)
+    try:
+        now = datetime.now(UTC)
+        for book in (dearer, base):  # up, then back down: corrections of corrections
+            report = plan(ledger, book, now - timedelta(hours=2), now + timedelta(hours=1))
+            assert report.changed > 0
+            assert not apply(ledger, report).already
+            assert apply(ledger, report).already  # applying a run again changes nothing
+            if book is dearer:
+                gw.wait_caught_up()
+                corrected = current_costs(ledger)
+                usages = [Usage(u.event_id, u.request, u.tenant, u.key_id, u.provider, u.model, u.received,
+                                u.metered, corrected.get(u.event_id, u.cost)) for u in usage_events(ledger)]
+                want = costs_by(usages, lambda u: u.tenant)
+                got = {row["tenant"]: Decimal(row["cost"]) for row in gw.admin("totals", **WIDE).json()["data"]}
+                assert nonzero(got) == nonzero(want) and want != costs_by(usage_events(ledger), lambda u: u.tenant)
+        gw.wait_caught_up()
+        original = usage_events(ledger)  # as metered: what the second run priced back to
+        balances = replay_balances(ledger)
+    finally:
+        ledger.close()
+    for source in ("raw", "rollup"):
+        answer = gw.admin("breakdown", by="model", source=source, **WIDE).json()["data"]
+        got = {row["group"]: Decimal(row["cost"]) for row in answer}
+        assert nonzero(got) == nonzero(costs_by(original, lambda u: u.model)), source
+    for tenant in gw.keys:
+        summary = gw.admin("budget", tenant=tenant).json()["summary"]
+        assert Decimal(summary["spend"]) == costs_by(original, lambda u: u.tenant).get(tenant, Decimal(0))
+        assert Decimal(summary["balance"]) == balances[f"tenant:{tenant}"]
+        assert Decimal(summary["repriced"]) == 0  # up and back down
+        assert gw.admin("reconciliation", tenant=tenant).json()["match"]
