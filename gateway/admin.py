@@ -1,4 +1,5 @@
-"""The Admin API: tenants, keys, credits, limits, price books, provider keys, projections.
+"""The Admin API: tenants, keys, credits, limits, routing defaults, price books, provider
+keys, projections.
 
 Every request needs `Authorization: Bearer $TWOAPI_ADMIN_TOKEN`. Tenant API keys are
 refused with 403 on every `/admin` path (this blueprint's and any other), whether
@@ -25,6 +26,7 @@ from quart import Blueprint, Response, current_app, request
 
 from gateway.config import PROVIDER_ENV
 from gateway.errors import GatewayError
+from gateway.routing_options import defaults_record
 from ledger.accounts import MAX_AMOUNT, money_text
 from ledger.application import KEY_PREFIX
 from ledger.credentials import CredentialCipher, MasterKeyError
@@ -122,6 +124,15 @@ async def set_tenant_limits(tenant: str) -> Response:
     return await _tenant_response(tenant)
 
 
+@admin_api.put("/tenants/<tenant>/routing")
+async def set_tenant_routing(tenant: str) -> Response:
+    """The tenant's routing defaults, as a whole (absent or null fields inherit)."""
+    body = await _body()
+    defaults = defaults_record(_services().catalog, body)
+    await _call(_services().ledger.set_tenant_routing, await _known_tenant(tenant), defaults)
+    return await _tenant_response(tenant)
+
+
 async def _tenant_response(tenant: str, status: int = 200) -> Response:
     return _json({"object": "tenant", **await _tenant_detail(tenant)}, status)
 
@@ -183,6 +194,33 @@ async def set_key_limits(key_id: str) -> Response:
     await _call(services.ledger.set_key_limits, key_id, _limit(body, "rpm"), _limit(body, "tpm"), _models(body))
     await _caught_up()
     return _json({"object": "api_key", **(await asyncio.to_thread(services.view.key, key_id) or {"key_id": key_id})})
+
+
+@admin_api.get("/keys/<key_id>")
+async def show_key(key_id: str) -> Response:
+    return await _key_response(key_id)
+
+
+@admin_api.put("/keys/<key_id>/routing")
+async def set_key_routing(key_id: str) -> Response:
+    """The key's routing defaults, as a whole (absent or null fields inherit the tenant's)."""
+    body = await _body()
+    services = _services()
+    key = await asyncio.to_thread(services.ledger.get_key, key_id)
+    if key is None:
+        raise GatewayError("not_found", f"No key {key_id}.")
+    await _call(services.ledger.set_key_routing, key_id, defaults_record(services.catalog, body))
+    services.authenticator.forget(key.key_hash)  # here at once; other processes within a second
+    return await _key_response(key_id)
+
+
+async def _key_response(key_id: str) -> Response:
+    services = _services()
+    await _caught_up()
+    key = await asyncio.to_thread(services.view.key, key_id)
+    if key is None:
+        raise GatewayError("not_found", f"No key {key_id}.")
+    return _json({"object": "api_key", **key})
 
 
 # -- money -----------------------------------------------------------------------------

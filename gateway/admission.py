@@ -36,6 +36,7 @@ import structlog
 
 from gateway.errors import GatewayError
 from gateway.limits import Bucket, RateLimiter
+from gateway.routing_options import RoutingDefaults, stored_options
 from ledger.credentials import CredentialCipher, CredentialError, MasterKeyError
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ class TenantState:
     last_event_at: float  # unix time of the latest charge the projection applied
     provider_keys: dict[str, str]
     loaded: float  # monotonic
+    routing: dict[str, Any] | None = None  # the tenant's routing defaults (Tenant.RoutingSet), as options
 
 
 @dataclass(slots=True)
@@ -93,6 +95,7 @@ class Admission:
     token_buckets: list[Bucket]
     token_estimate: int
     headers: dict[str, str]
+    routing: RoutingDefaults | None = None  # the key's and the tenant's routing defaults
 
     def metered(self, cost: Decimal, tokens: int, event_at: float) -> None:
         """The request's usage is known: charge it locally and settle token limits."""
@@ -188,7 +191,7 @@ class Gate:
             status=row["status"], rpm=row["rpm"], tpm=row["tpm"], monthly_cap=row["monthly_cap"],
             balance=row["balance"], month=_month(), month_spend=row["month_spend"],
             last_event_at=last.timestamp() if last is not None else 0.0, provider_keys=keys,
-            loaded=time.monotonic(),
+            loaded=time.monotonic(), routing=stored_options(row.get("routing")),
         )
 
     def _decrypt(self, tenant: str, provider: str, ciphertext: str) -> str:
@@ -259,7 +262,8 @@ async def admit(services: Any, call: Any, body: dict[str, Any]) -> Admission:
             buckets.append(Bucket(f"{scope}:{ident}:tokens", "tokens", tpm, estimate))
     decision = await gate.limiter.take(buckets)
     admission = Admission(gate, tenant, time.time(), [b for b in buckets if b.kind == "tokens"], estimate,
-                          decision.headers())
+                          decision.headers(), RoutingDefaults((("key", getattr(principal, "routing", None)),
+                                                               ("tenant", state.routing)), principal.allowed_models))
     call.admission = admission
     if not decision.allowed:
         kinds = sorted({s.bucket.kind for s in decision.states if s.remaining <= 0} or {"requests"})

@@ -2,18 +2,21 @@
 
 A key is valid only if it was issued and not revoked. Answers are cached for at most
 `ttl_s` (one second by default), which bounds how long a revoked key keeps working
-on any process, and keeps the ledger read off the hot path. The key's own limits
-and allowed models come with it (from the same ApiKey aggregate, so they take
-effect within the same second); the tenant's state is gateway/admission.py's.
+on any process, and keeps the ledger read off the hot path. The key's own limits,
+allowed models and routing defaults come with it (from the same ApiKey aggregate,
+so they take effect within the same second); the tenant's state is
+gateway/admission.py's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from gateway.errors import GatewayError
+from gateway.routing_options import stored_options
 from ledger.application import KEY_PREFIX, Ledger, hash_key
 
 _CACHE_LIMIT = 100_000
@@ -27,6 +30,8 @@ class Principal:
     rpm: int | None = None
     tpm: int | None = None
     allowed_models: tuple[str, ...] | None = None
+    # The key's routing defaults (ApiKey.RoutingSet) as routing options; None: none.
+    routing: dict[str, Any] | None = field(default=None, compare=False, hash=False)
 
 
 class KeyAuthenticator:
@@ -58,6 +63,10 @@ class KeyAuthenticator:
             raise _unauthorized("Incorrect API key provided.")
         return principal
 
+    def forget(self, key_hash: str) -> None:
+        """Drop a key's cached answer (an admin changed it here): the next request reads it."""
+        self._cache.pop(key_hash, None)
+
     def _lookup(self, key_hash: str) -> Principal | None:
         key = self.ledger.find_key(key_hash)
         if key is None or key.revoked:
@@ -69,6 +78,7 @@ class KeyAuthenticator:
             rpm=getattr(key, "rpm", None),
             tpm=getattr(key, "tpm", None),
             allowed_models=tuple(allowed) if allowed is not None else None,
+            routing=stored_options(getattr(key, "routing", None)),
         )
 
 

@@ -135,6 +135,7 @@ class ChatCall:
             candidates=chosen.candidates,
             chain=[m.id for m in chosen.chain],
             reason=chosen.reason,
+            options=chosen.options,
         )
 
     # -- attempts (the loop itself is gateway/attempts.py) -------------------
@@ -294,7 +295,7 @@ async def chat_completions(
         call.received(raw, body)
         validate_chat(body)
         await admit(services, call, body)  # status, models, rate limits, balance
-        chosen = route(services, body, call.started_monotonic)
+        chosen = route(services, body, call.started_monotonic, call.admission.routing)  # + key/tenant defaults
         call.routed(chosen)
         answer, model = await first_answer(
             services, call, chosen.chain, body, chosen.policy, chosen.deadline, call.stream

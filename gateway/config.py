@@ -48,6 +48,10 @@ class Settings:
     max_body_bytes: int = 8 * 1024 * 1024
     upstream_timeout_s: float = 60.0
     request_timeout_s: float = 120.0
+    # Routing defaults of the whole gateway (tenants' and keys' own defaults, and the
+    # request's `routing`, come first): strategy for model "auto", attempts in all.
+    routing_strategy: str = "cost"
+    max_attempts: int = 4
     redis_prefix: str = "twoapi"
     breaker_consecutive: int = 5
     breaker_cooldown_s: float = 10.0
@@ -77,6 +81,9 @@ class Settings:
             max_body_bytes=int(env.get("TWOAPI_MAX_BODY_BYTES") or 8 * 1024 * 1024),
             upstream_timeout_s=float(env.get("TWOAPI_UPSTREAM_TIMEOUT_S") or 60),
             request_timeout_s=float(env.get("TWOAPI_REQUEST_TIMEOUT_S") or 120),
+            routing_strategy=_choice("TWOAPI_ROUTING_STRATEGY", env.get("TWOAPI_ROUTING_STRATEGY"), "cost",
+                                     ("cost", "latency", "quality")),
+            max_attempts=_whole("TWOAPI_MAX_ATTEMPTS", env.get("TWOAPI_MAX_ATTEMPTS"), 4, 1, 10),
             redis_prefix=env.get("TWOAPI_REDIS_PREFIX") or "twoapi",
             breaker_consecutive=int(env.get("TWOAPI_BREAKER_CONSECUTIVE") or 5),
             breaker_cooldown_s=float(env.get("TWOAPI_BREAKER_COOLDOWN_S") or 10),
@@ -84,3 +91,17 @@ class Settings:
             master_key=_master_keys(env),
             projections=(env.get("TWOAPI_PROJECTIONS") or "thread").lower(),
         )
+
+
+def _choice(name: str, given: str | None, default: str, choices: tuple[str, ...]) -> str:
+    value = (given or default).lower()
+    if value not in choices:
+        raise ValueError(f"{name} is one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+def _whole(name: str, given: str | None, default: int, low: int, high: int) -> int:
+    text = given or str(default)
+    if not text.strip().isdigit() or not low <= int(text) <= high:
+        raise ValueError(f"{name} is a whole number from {low} to {high}, not {text!r}")
+    return int(text)

@@ -19,20 +19,25 @@ open. The
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from adapters.catalog import ModelInfo
 from adapters.params import unsupported_parameter
 from gateway.attempts import RetryPolicy
 from gateway.errors import GatewayError
+from gateway.routing_options import ROUTING_FIELDS, STRATEGIES, RoutingDefaults, parse_options
 from gateway.services import Services
 
-STRATEGIES = ("cost", "latency", "quality")
-DEFAULT_STRATEGY = "cost"
+__all__ = ["ROUTING_FIELDS", "STRATEGIES", "Route", "route"]
+
 EXPECTED_OUTPUT_TOKENS = 256  # when the request sets no max_tokens
 CHARS_PER_TOKEN = 4
-ROUTING_FIELDS = frozenset({"strategy", "fallbacks", "max_attempts", "timeout_ms", "max_cost"})
+
+# Where a routing option came from, most specific first: the request's own `routing`
+# (and `models`), the key's defaults, the tenant's defaults, the gateway's settings.
+SOURCES = {"request": "the request", "key": "the key's defaults", "tenant": "the tenant's defaults",
+           "config": "the gateway's configuration"}
 
 
 @dataclass(slots=True)
@@ -43,19 +48,28 @@ class Route:
     reason: str
     policy: RetryPolicy
     deadline: float  # monotonic
+    # The routing options in force, each {"value", "from"} (from: a key of SOURCES).
+    options: dict[str, dict[str, Any]] | None = None
 
 
-def route(services: Services, body: dict[str, Any], started: float) -> Route:
-    options = _routing_options(body)
+def route(services: Services, body: dict[str, Any], started: float, defaults: RoutingDefaults | None = None) -> Route:
+    """`defaults`: the calling key's and tenant's routing defaults (the admission check
+    gathers them)."""
+    auto = body["model"] == "auto"
+    options, sources = resolve_options(services, body, defaults)
     needs = required_capabilities(body)
     prompt_tokens = estimate_prompt_tokens(body)
     output_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or EXPECTED_OUTPUT_TOKENS
-    auto = body["model"] == "auto"
-    strategy = (options.get("strategy") or DEFAULT_STRATEGY) if auto else "explicit"
+    strategy = options["strategy"] if auto else "explicit"
     names = body.get("models", []) if auto else [body["model"], *body.get("models", ()), *options.get("fallbacks", ())]
     # `auto` over the whole catalog ranks its chat models (embedding and image models
     # serve their own endpoints).
     models = _resolve(services, names) if names else [(m.id, m) for m in services.catalog.models if m.supports("chat")]
+    # Fallbacks from a key's or tenant's defaults are not named by the request, so the
+    # admission check has not seen them: the key's allowed models still bind them.
+    allowed = None
+    if defaults is not None and defaults.allowed_models is not None and sources.get("fallbacks") in ("key", "tenant"):
+        allowed = {m.id if (m := services.catalog.find(n)) is not None else n for n in defaults.allowed_models}
 
     candidates: list[dict[str, Any]] = []
     eligible: list[tuple[Any, ModelInfo]] = []
@@ -63,6 +77,8 @@ def route(services: Services, body: dict[str, Any], started: float) -> Route:
     problems = {m.provider: unsupported_parameter(m.provider, body) for _, m in models if m is not None}
     for requested, model in models:
         excluded = _exclusion(services, model, needs, prompt_tokens + output_tokens, seen, problems)
+        if excluded is None and allowed is not None and model is not None and model.id not in allowed:
+            excluded = "not among the key's allowed models"
         score = _score(services, strategy, model, prompt_tokens, output_tokens) if model and not excluded else None
         if (
             strategy == "quality"
@@ -83,9 +99,49 @@ def route(services: Services, body: dict[str, Any], started: float) -> Route:
     if strategy != "explicit":
         eligible.sort(key=lambda pair: -pair[0] if strategy == "quality" else pair[0])
     chain = [model for _, model in eligible]
-    timeout_s = options.get("timeout_ms", services.settings.request_timeout_s * 1000) / 1000
-    policy = RetryPolicy(max_attempts=options["max_attempts"]) if "max_attempts" in options else RetryPolicy()
-    return Route(chain, strategy, candidates, _reason(strategy, chain), policy, started + timeout_s)
+    policy = RetryPolicy(max_attempts=options["max_attempts"])
+    deadline = started + options["timeout_ms"] / 1000
+    in_force = {name: {"value": _jsonable(value), "from": sources[name]} for name, value in options.items()}
+    if sources.get("fallbacks") == "request":  # `models`, then `routing.fallbacks`
+        in_force["fallbacks"] = {"value": [*body.get("models", ()), *options.get("fallbacks", ())], "from": "request"}
+    return Route(chain, strategy, candidates, _reason(strategy, chain, sources), policy, deadline, in_force)
+
+
+def resolve_options(services: Services, body: dict[str, Any], defaults: RoutingDefaults | None = None) -> tuple[
+        dict[str, Any], dict[str, str]]:
+    """The routing options in force for this request, each from the most specific
+    place that sets it (request > key > tenant > configuration), and where each came
+    from. Only options that apply are resolved: `strategy` with model "auto",
+    `fallbacks` after an explicit model (a request naming its own, in `models` or
+    `routing.fallbacks`, replaces the defaults' list)."""
+    own = parse_options(body.get("routing") or {})
+    auto = body["model"] == "auto"
+    layers = [("request", own), *((source, layer) for source, layer in (defaults.layers if defaults else ()) if layer)]
+    settings = services.settings
+    timeout_ms = settings.request_timeout_s * 1000
+    configured = {
+        "strategy": settings.routing_strategy,
+        "max_attempts": settings.max_attempts,
+        "timeout_ms": int(timeout_ms) if timeout_ms == int(timeout_ms) else timeout_ms,
+    }
+    options: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name in ROUTING_FIELDS:
+        if (name == "strategy" and not auto) or (name == "fallbacks" and auto):
+            continue
+        if name == "fallbacks" and (body.get("models") or "fallbacks" in own):
+            sources[name] = "request"
+            if "fallbacks" in own:
+                options[name] = own["fallbacks"]
+            continue
+        for source, layer in layers:
+            if name in layer:
+                options[name], sources[name] = layer[name], source
+                break
+        else:
+            if name in configured:
+                options[name], sources[name] = configured[name], "config"
+    return options, sources
 
 
 def required_capabilities(body: dict[str, Any]) -> list[str]:
@@ -170,11 +226,19 @@ def _jsonable(score: Any) -> Any:
     return str(score) if isinstance(score, Decimal) else score
 
 
-def _reason(strategy: str, chain: list[ModelInfo]) -> str:
+def _reason(strategy: str, chain: list[ModelInfo], sources: dict[str, str] | None = None) -> str:
+    sources = sources or {}
     if strategy == "explicit":
-        return "requested model" if len(chain) == 1 else "requested model, then the fallbacks given, in order"
+        if len(chain) == 1:
+            return "requested model"
+        given = sources.get("fallbacks", "request")
+        where = "the fallbacks given" if given == "request" else f"the fallbacks of {SOURCES[given]}"
+        return f"requested model, then {where}, in order"
     best = {"cost": "lowest estimated cost", "latency": "lowest expected latency", "quality": "highest quality"}
-    return f"auto: {chain[0].id} has the {best[strategy]} of {len(chain)} eligible models"
+    reason = f"auto: {chain[0].id} has the {best[strategy]} of {len(chain)} eligible models"
+    if "strategy" in sources:
+        reason += f"; strategy {strategy} from {SOURCES[sources['strategy']]}"
+    return reason
 
 
 def _no_candidate(
@@ -201,41 +265,3 @@ def _no_candidate(
                             f"{candidates[0]['model']} does not accept images.", param="messages")
     detail = "; ".join(f"{c['model'] or c['requested']}: {c['excluded']}" for c in candidates)
     return GatewayError("invalid_request", f"No model can serve this request: {detail}.", param="model")
-
-
-def _routing_options(body: dict[str, Any]) -> dict[str, Any]:
-    routing = body.get("routing") or {}
-    for key in routing:
-        if key not in ROUTING_FIELDS:
-            expected = ", ".join(sorted(ROUTING_FIELDS))
-            raise _bad(f"routing.{key}", f"unknown routing option; expected one of {expected}.")
-    options: dict[str, Any] = {}
-    strategy = routing.get("strategy")
-    if strategy is not None:
-        if strategy not in STRATEGIES:
-            raise _bad("routing.strategy", f"expected one of {', '.join(STRATEGIES)}.")
-        options["strategy"] = strategy
-    fallbacks = routing.get("fallbacks")
-    if fallbacks is not None:
-        if not isinstance(fallbacks, list) or not all(isinstance(f, str) and f for f in fallbacks):
-            raise _bad("routing.fallbacks", "expected an array of model names.")
-        options["fallbacks"] = fallbacks
-    for key, low, high in (("max_attempts", 1, 10), ("timeout_ms", 100, 600_000)):
-        value = routing.get(key)
-        if value is not None:
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise _bad(f"routing.{key}", f"expected an integer between {low} and {high}.")
-            options[key] = value
-    if routing.get("max_cost") is not None:
-        try:
-            max_cost = Decimal(str(routing["max_cost"]))
-        except InvalidOperation:
-            max_cost = Decimal(-1)
-        if not max_cost.is_finite() or max_cost < 0:
-            raise _bad("routing.max_cost", "expected a non-negative amount in USD.")
-        options["max_cost"] = max_cost
-    return options
-
-
-def _bad(param: str, message: str) -> GatewayError:
-    return GatewayError("invalid_request", f"Invalid value for '{param}': {message}", param=param)

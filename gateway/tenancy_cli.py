@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from gateway.config import PROVIDER_ENV, Settings
+from gateway.routing_cli import add_routing_commands
 from ledger.accounts import money_text
 from ledger.application import Ledger
 
@@ -417,6 +418,8 @@ def add_tenancy_commands(commands: Any, keys: Any, tenants: Any, credits: Any) -
                        "TWOAPI_MASTER_KEY_PREVIOUS), one Replaced event each")
     rotate.add_argument("--dry-run", action="store_true", help="only report which keys are due")
     rotate.set_defaults(func=cmd_provider_keys_rotate)
+
+    add_routing_commands(commands)  # twoapi routing show|set (gateway/routing_cli.py)
 
     projections = commands.add_parser("projections", help="the SQL projections of the ledger").add_subparsers(
         dest="action", required=True)

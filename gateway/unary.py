@@ -29,7 +29,8 @@ from gateway.attempts import RetryPolicy, first_answer
 from gateway.auth import Principal
 from gateway.chat import ChatCall, error_response
 from gateway.errors import GatewayError
-from gateway.routing import Route
+from gateway.routing import Route, resolve_options
+from gateway.routing_options import RoutingDefaults
 from gateway.services import Services
 from gateway.validation import parse_json_object
 
@@ -41,8 +42,10 @@ except ImportError:  # pragma: no cover - until that work is in
 Call = Callable[[Any, dict[str, Any], Any], Awaitable[Any]]
 
 
-def explicit_route(services: Services, body: dict[str, Any], capability: str, what: str, started: float) -> Route:
-    """The one-model route of a request for `model`, or the error that refuses it."""
+def explicit_route(services: Services, body: dict[str, Any], capability: str, what: str, started: float,
+                   defaults: RoutingDefaults | None = None) -> Route:
+    """The one-model route of a request for `model`, or the error that refuses it. Of the
+    key's and tenant's routing defaults, `max_attempts` and `timeout_ms` apply here."""
     name = body["model"]
     model = services.catalog.find(name)
     if model is None or not services.is_configured(model):
@@ -58,8 +61,10 @@ def explicit_route(services: Services, body: dict[str, Any], capability: str, wh
             param="model",
         )
     candidate = {"requested": name, "model": model.id, "score": None, "excluded": None}
-    timeout_s = services.settings.request_timeout_s
-    return Route([model], "explicit", [candidate], "requested model", RetryPolicy(), started + timeout_s)
+    options, sources = resolve_options(services, {"model": name}, defaults)
+    in_force = {k: {"value": options[k], "from": sources[k]} for k in ("max_attempts", "timeout_ms")}
+    return Route([model], "explicit", [candidate], "requested model", RetryPolicy(max_attempts=options["max_attempts"]),
+                 started + options["timeout_ms"] / 1000, in_force)
 
 
 async def serve_unary(
@@ -82,7 +87,8 @@ async def serve_unary(
         validate(body)
         if admit is not None:
             await admit(services, record, body)
-        chosen = explicit_route(services, body, capability, what, record.started_monotonic)
+        defaults = record.admission.routing if record.admission is not None else None
+        chosen = explicit_route(services, body, capability, what, record.started_monotonic, defaults)
         record.routed(chosen)
         answer, model = await first_answer(
             services, record, chosen.chain, body, chosen.policy, chosen.deadline, False, call=call

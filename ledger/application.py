@@ -130,6 +130,16 @@ class Ledger(Application[UUID]):
         self.save(key)
         return key
 
+    def set_key_routing(self, key_id: str, defaults: dict[str, Any]) -> ApiKey:
+        """Replace the key's routing defaults (fields as in ApiKey.RoutingSet, checked
+        by the caller against the catalog; None: inherit the tenant's)."""
+        key = self.get_key(key_id)
+        if key is None:
+            raise ValueError(f"no key {key_id}")
+        key.set_routing(**_routing_fields(defaults))
+        self.save(key)
+        return key
+
     # Tenant status, limits and balance corrections
 
     def _tenant(self, name: str) -> Tenant:
@@ -163,6 +173,14 @@ class Ledger(Application[UUID]):
                 raise ValueError("monthly_cap is a non-negative amount")
         cap = money_text(monthly_cap) if monthly_cap is not None else None
         tenant.set_limits(rpm=rpm, tpm=tpm, monthly_cap=cap)
+        self.save(tenant)
+        return tenant
+
+    def set_tenant_routing(self, name: str, defaults: dict[str, Any]) -> Tenant:
+        """Replace the tenant's routing defaults (fields as in Tenant.RoutingSet, checked
+        by the caller against the catalog; None: inherit the gateway's)."""
+        tenant = self._tenant(name)
+        tenant.set_routing(**_routing_fields(defaults))
         self.save(tenant)
         return tenant
 
@@ -252,6 +270,26 @@ def _check_amount(amount: Decimal) -> None:
 def _check_limit(name: str, value: int | None) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise ValueError(f"{name} is a positive whole number, or null for no limit")
+
+
+ROUTING_FIELDS = ("strategy", "fallbacks", "max_attempts", "timeout_ms", "max_cost")
+
+
+def _routing_fields(defaults: dict[str, Any]) -> dict[str, Any]:
+    """A RoutingSet event's fields: JSON primitives only, every field present."""
+    unknown = set(defaults) - set(ROUTING_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown routing fields: {', '.join(sorted(unknown))}")
+    fields = {name: defaults.get(name) for name in ROUTING_FIELDS}
+    if fields["fallbacks"] is not None:
+        fields["fallbacks"] = [str(model) for model in fields["fallbacks"]]
+    if fields["max_cost"] is not None:
+        fields["max_cost"] = str(fields["max_cost"])
+    for name in ("max_attempts", "timeout_ms"):
+        value = fields[name]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} is a positive whole number, or null to inherit")
+    return fields
 
 
 def _as_dict(event: Any) -> dict[str, Any]:

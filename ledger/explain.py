@@ -21,7 +21,13 @@ def _received(e: dict[str, Any]) -> list[str]:
 
 
 def _routed(e: dict[str, Any]) -> list[str]:
-    lines = [f"routing: strategy {e['strategy']}; {e['reason']}", "  candidates:"]
+    lines = [f"routing: strategy {e['strategy']}; {e['reason']}"]
+    options = e.get("options") or {}  # absent in events recorded before routing defaults
+    if options:
+        lines.append("  options: " + ", ".join(
+            f"{name} {_option_value(o['value'])} (from {_FROM.get(o['from'], o['from'])})"
+            for name, o in options.items()))
+    lines.append("  candidates:")
     chain = e["chain"]
     for candidate in e["candidates"]:
         name = candidate["model"] or candidate["requested"]
@@ -31,6 +37,14 @@ def _routed(e: dict[str, Any]) -> list[str]:
         else:
             lines.append(f"    {chain.index(name) + 1}. {name}{score}")
     return lines
+
+
+_FROM = {"request": "the request", "key": "the key's defaults", "tenant": "the tenant's defaults",
+         "config": "the gateway's configuration"}
+
+
+def _option_value(value: Any) -> str:
+    return (", ".join(value) or "none") if isinstance(value, list) else str(value)
 
 
 def _attempt_started(e: dict[str, Any]) -> list[str]:

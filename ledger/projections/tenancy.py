@@ -32,8 +32,8 @@ TOPICS = tuple(
     get_topic(cls)
     for cls in (
         Tenant.Created, Tenant.CreditsAdded, Tenant.Suspended, Tenant.Reactivated, Tenant.LimitsSet,
-        Tenant.BalanceAdjusted,
-        ApiKey.Issued, ApiKey.Revoked, ApiKey.LimitsSet,
+        Tenant.BalanceAdjusted, Tenant.RoutingSet,
+        ApiKey.Issued, ApiKey.Revoked, ApiKey.LimitsSet, ApiKey.RoutingSet,
         ProviderCredential.Stored, ProviderCredential.Replaced, ProviderCredential.Removed,
         Request.Received, Request.UsageMetered,
         RepricingRun.UsageRepriced,
@@ -106,6 +106,12 @@ class TenancyProjection(Projection[TenancyView]):
 
     def _key_limits(self, event: ApiKey.LimitsSet, position: int) -> None:
         self.batch.ops.append(("key_limits", (event.originator_id.hex, event.rpm, event.tpm, event.allowed_models)))
+
+    def _routing(self, event: Tenant.RoutingSet | ApiKey.RoutingSet, position: int) -> None:
+        kind = "tenant" if isinstance(event, Tenant.RoutingSet) else "key"
+        defaults = {"strategy": event.strategy, "fallbacks": event.fallbacks, "max_attempts": event.max_attempts,
+                    "timeout_ms": event.timeout_ms, "max_cost": event.max_cost}
+        self.batch.ops.append(("routing", (kind, event.originator_id.hex, defaults)))
 
     def _credential_stored(self, event: ProviderCredential.Stored, position: int) -> None:
         self._credentials[event.originator_id] = (event.tenant, event.provider)
@@ -193,9 +199,11 @@ _HANDLERS = {
     Tenant.LimitsSet: TenancyProjection._tenant_limits,
     Tenant.CreditsAdded: TenancyProjection._money,
     Tenant.BalanceAdjusted: TenancyProjection._money,
+    Tenant.RoutingSet: TenancyProjection._routing,
     ApiKey.Issued: TenancyProjection._key_issued,
     ApiKey.Revoked: TenancyProjection._key_revoked,
     ApiKey.LimitsSet: TenancyProjection._key_limits,
+    ApiKey.RoutingSet: TenancyProjection._routing,
     ProviderCredential.Stored: TenancyProjection._credential_stored,
     ProviderCredential.Replaced: TenancyProjection._credential_replaced,
     ProviderCredential.Removed: TenancyProjection._credential_removed,

@@ -268,6 +268,11 @@ class TenancyView(TrackingRecorder):
         c.execute(self.sql("UPDATE @api_keys SET rpm = ?, tpm = ?, allowed_models = ? WHERE key_id = ?"),
                   (rpm, tpm, models, key_id))
 
+    def _op_routing(self, c: Any, kind: str, aggregate_id: str, defaults: dict[str, Any]) -> None:
+        value = json.dumps(defaults) if any(v is not None for v in defaults.values()) else None
+        table, column = ("tenants", "tenant_id") if kind == "tenant" else ("api_keys", "key_id")
+        c.execute(self.sql(f"UPDATE @{table} SET routing = ? WHERE {column} = ?"), (value, aggregate_id))
+
     def _op_credential_set(self, c: Any, credential_id: str, tenant: str, provider: str, ciphertext: str,
                            at: datetime) -> None:
         c.execute(
@@ -316,7 +321,7 @@ class TenancyView(TrackingRecorder):
         """What the admission check needs about a tenant, in one read transaction."""
         with self.reading() as c:
             c.execute(
-                self.sql("SELECT t.status, t.rpm, t.tpm, t.monthly_cap, a.balance, a.last_event_at "
+                self.sql("SELECT t.status, t.rpm, t.tpm, t.monthly_cap, t.routing, a.balance, a.last_event_at "
                          "FROM @tenants t LEFT JOIN @accounts a ON a.account = ? WHERE t.name = ?"),
                 ("tenant:" + name, name),
             )
@@ -337,21 +342,23 @@ class TenancyView(TrackingRecorder):
             "last_event_at": _as_datetime(row["last_event_at"]) if row["last_event_at"] is not None else None,
             "month_spend": _money(spend["cost"]) if spend else ZERO,
             "credentials": credentials,
+            "routing": _routing(row["routing"]),
         }
 
     def tenants(self) -> list[dict[str, Any]]:
         with self.reading() as c:
             c.execute(self.sql(
-                "SELECT t.name, t.status, t.status_reason, t.rpm, t.tpm, t.monthly_cap, t.created_at, t.updated_at, "
-                "a.balance FROM @tenants t LEFT JOIN @accounts a ON a.account = 'tenant:' || t.name ORDER BY t.name"
+                "SELECT t.name, t.status, t.status_reason, t.rpm, t.tpm, t.monthly_cap, t.routing, t.created_at, "
+                "t.updated_at, a.balance FROM @tenants t LEFT JOIN @accounts a ON a.account = 'tenant:' || t.name "
+                "ORDER BY t.name"
             ))
             return [_tenant_row(r) for r in c.fetchall()]
 
     def tenant(self, name: str, month: str) -> dict[str, Any] | None:
         with self.reading() as c:
             c.execute(self.sql(
-                "SELECT t.name, t.status, t.status_reason, t.rpm, t.tpm, t.monthly_cap, t.created_at, t.updated_at, "
-                "a.balance FROM @tenants t LEFT JOIN @accounts a ON a.account = 'tenant:' || t.name "
+                "SELECT t.name, t.status, t.status_reason, t.rpm, t.tpm, t.monthly_cap, t.routing, t.created_at, "
+                "t.updated_at, a.balance FROM @tenants t LEFT JOIN @accounts a ON a.account = 'tenant:' || t.name "
                 "WHERE t.name = ?"
             ), (name,))
             row = c.fetchone()
@@ -375,16 +382,16 @@ class TenancyView(TrackingRecorder):
     def keys(self, tenant: str) -> list[dict[str, Any]]:
         with self.reading() as c:
             c.execute(self.sql(
-                "SELECT key_id, tenant, prefix, label, status, rpm, tpm, allowed_models, created_at, revoked_at, "
-                "last_used_at FROM @api_keys WHERE tenant = ? ORDER BY created_at, key_id"
+                "SELECT key_id, tenant, prefix, label, status, rpm, tpm, allowed_models, routing, created_at, "
+                "revoked_at, last_used_at FROM @api_keys WHERE tenant = ? ORDER BY created_at, key_id"
             ), (tenant,))
             return [_key_row(r) for r in c.fetchall()]
 
     def key(self, key_id: str) -> dict[str, Any] | None:
         with self.reading() as c:
             c.execute(self.sql(
-                "SELECT key_id, tenant, prefix, label, status, rpm, tpm, allowed_models, created_at, revoked_at, "
-                "last_used_at FROM @api_keys WHERE key_id = ?"
+                "SELECT key_id, tenant, prefix, label, status, rpm, tpm, allowed_models, routing, created_at, "
+                "revoked_at, last_used_at FROM @api_keys WHERE key_id = ?"
             ), (key_id,))
             row = c.fetchone()
         return None if row is None else _key_row(row)
@@ -527,6 +534,7 @@ def _tenant_row(r: Any) -> dict[str, Any]:
         "limits": {"rpm": r["rpm"], "tpm": r["tpm"],
                    "monthly_cap": None if r["monthly_cap"] is None else money_text(_money(r["monthly_cap"]))},
         "balance": money_text(_money(r["balance"]) or ZERO),
+        "routing": _routing_shown(r["routing"]),
         "created_at": _time_text(r["created_at"]), "updated_at": _time_text(r["updated_at"]),
     }
 
@@ -537,6 +545,20 @@ def _key_row(r: Any) -> dict[str, Any]:
         "status": r["status"],
         "limits": {"rpm": r["rpm"], "tpm": r["tpm"],
                    "allowed_models": None if r["allowed_models"] is None else json.loads(r["allowed_models"])},
+        "routing": _routing_shown(r["routing"]),
         "created_at": _time_text(r["created_at"]), "revoked_at": _time_text(r["revoked_at"]),
         "last_used_at": _time_text(r["last_used_at"]),
     }
+
+
+ROUTING_FIELDS = ("strategy", "fallbacks", "max_attempts", "timeout_ms", "max_cost")
+
+
+def _routing(value: Any) -> dict[str, Any] | None:
+    """Routing defaults as stored (Tenant/ApiKey.RoutingSet); None: none set."""
+    return None if value is None else json.loads(value)
+
+
+def _routing_shown(value: Any) -> dict[str, Any]:
+    """Routing defaults as the Admin API and the CLI show them: every field, null = inherit."""
+    return {name: (_routing(value) or {}).get(name) for name in ROUTING_FIELDS}
