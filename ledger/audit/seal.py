@@ -9,11 +9,13 @@ full digests it keeps one SHA-256 (`digest`); and it chains to the seal before i
 the ledger too, so the next seal covers the one before it; the newest chain hash
 is what to publish elsewhere (an auditor's notes, a ticket) to pin the head.
 
-`seal_pending()` seals whatever is stored and not yet sealed; the `Sealer` runs it
-in a thread every few seconds while it holds a lease (one sealer per ledger), and
-`twoapi ledger seal` runs it once. PostgreSQL assigns notification ids under a
-table lock at insert, so ids become visible in order and a seal never skips a row
-that commits later.
+`seal_pending()` seals whatever is stored and not yet sealed. The leading tenancy
+projection worker (ledger/projections/runner.py) runs it every few seconds, so a
+running gateway (or `twoapi projections run`) seals its ledger; `twoapi ledger seal`
+runs it once, and `--follow` in a `Sealer` thread. Two sealers racing are harmless:
+a seal is the next version of one aggregate, so the second fails and reads the
+first's. PostgreSQL assigns notification ids under a table lock at insert, so ids
+become visible in order and a seal never skips a row that commits later.
 """
 
 from __future__ import annotations

@@ -44,6 +44,7 @@ from ledger.store import connect_kwargs, persistence_env
 log = structlog.get_logger("ledger.projections")
 
 POLL_INTERVAL_S = 0.05
+SEAL_INTERVAL_S = 10.0  # how often the leading projection worker seals new events
 
 
 # -- SQLite: a subscription that polls ----------------------------------------------
@@ -233,14 +234,17 @@ def lease_for(database_url: str | None, data_dir: Path, name: str = PROJECTION_N
 class ProjectionWorker:
     """Runs the projection in a thread while it holds the lease; retries after errors."""
 
-    def __init__(self, database_url: str | None, data_dir: Path, retry_s: float = 1.0) -> None:
+    def __init__(self, database_url: str | None, data_dir: Path, retry_s: float = 1.0,
+                 seal_interval_s: float | None = SEAL_INTERVAL_S) -> None:
         self.database_url = database_url
+        self.seal_interval_s = seal_interval_s  # None: this worker does not seal
         self.data_dir = data_dir
         self.retry_s = retry_s
         self.lease = lease_for(database_url, data_dir)
         self.env = runner_env(database_url, data_dir)
         self.leading = False
         self.restarts = 0
+        self.sealed = 0
         self._stopping = threading.Event()
         self._runner: BatchingProjectionRunner | None = None
         self._thread: threading.Thread | None = None
@@ -297,14 +301,29 @@ class ProjectionWorker:
                 if self._stopping.is_set():
                     return
                 log.info("projection_started", projection=PROJECTION_NAME, position=runner.projection.position)
+                next_seal = time.monotonic()
                 while not self._stopping.is_set():
                     runner.run_forever(timeout=0.5)
                     if runner.is_interrupted.is_set():
                         break
+                    if self.seal_interval_s is not None and time.monotonic() >= next_seal:
+                        self._seal(runner.app)
+                        next_seal = time.monotonic() + self.seal_interval_s
         finally:
             self._runner = None
             with contextlib.suppress(Exception):
                 runner.view.datastore.close()
+
+
+    def _seal(self, ledger: Ledger) -> None:
+        """The leading worker also seals the ledger (tamper evidence, ledger/audit/seal.py);
+        a failed seal is tried again next time and never stops the projection."""
+        from ledger.audit.seal import seal_pending
+
+        try:
+            self.sealed += seal_pending(ledger)
+        except Exception as error:
+            log.warning("seal_failed", error=type(error).__name__, detail=str(error)[:200])
 
 
 # -- status -----------------------------------------------------------------------------

@@ -441,6 +441,46 @@ class TenancyView(TrackingRecorder):
                 for r in c.fetchall()
             ]
 
+    # -- reads for audit (ledger/audit/verify.py): sums done in Python, in Decimal ------
+
+    def entry_sums(self) -> dict[str, Decimal]:
+        """Each account's entries summed (what its balance must equal)."""
+        sums: dict[str, Decimal] = {}
+        with self.reading() as c:
+            c.execute(self.sql("SELECT account, amount FROM @entries"))
+            for r in c.fetchall():
+                sums[r["account"]] = sums.get(r["account"], ZERO) + Decimal(str(r["amount"]))
+        return sums
+
+    def usage_all(self, tenant: str | None = None, start: date | None = None,
+                  end: date | None = None) -> list[dict[str, Any]]:
+        """Every daily usage row (of one tenant, with start <= day < end, when given)."""
+        conditions, params = [], []
+        for clause, value in (("tenant = ?", tenant), ("day >= ?", start), ("day < ?", end)):
+            if value is not None:
+                conditions.append(clause)
+                params.append(self.day_in(value) if isinstance(value, date) else value)
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        with self.reading() as c:
+            c.execute(self.sql(
+                "SELECT tenant, day, key_id, model, requests, input_tokens, output_tokens, cached_tokens, estimated, "
+                f"cost FROM @usage_daily{where}"
+            ), tuple(params))
+            return [
+                {"tenant": r["tenant"], "day": r["day"] if isinstance(r["day"], date) else date.fromisoformat(r["day"]),
+                 "key_id": r["key_id"], "model": r["model"], "requests": r["requests"],
+                 "input_tokens": r["input_tokens"], "output_tokens": r["output_tokens"],
+                 "cached_tokens": r["cached_tokens"], "estimated": r["estimated"], "cost": _money(r["cost"])}
+                for r in c.fetchall()
+            ]
+
+    def spend_all(self, tenant: str | None = None) -> dict[tuple[str, str], Decimal]:
+        """Monthly spend: (tenant, YYYY-MM) -> cost."""
+        where, params = (" WHERE tenant = ?", (tenant,)) if tenant is not None else ("", ())
+        with self.reading() as c:
+            c.execute(self.sql(f"SELECT tenant, month, cost FROM @spend_monthly{where}"), params)
+            return {(r["tenant"], r["month"]): _money(r["cost"]) or ZERO for r in c.fetchall()}
+
 
 class SQLiteTenancyView(TenancyView, SQLiteTrackingRecorder):
     dialect = "sqlite"

@@ -88,9 +88,10 @@ def test_an_edited_seal_breaks_the_chain(gw, admin, ledger_and_view):
     make_traffic(gw, admin, ledger, view, requests=4)
     seal_pending(ledger, max_events=10)
     first_seal = next(rows(ledger, only=topics(LedgerSeal.LedgerSealed)))
+    count = first_seal.fields()["count"]  # the gateway may have sealed first: whatever it covers
     placeholder = "%s" if gw.settings.database_url else "?"
     run_sql(gw, ledger, f"UPDATE {{table}} SET state = {placeholder} WHERE {{position}} = {placeholder}",
-            (first_seal.state.replace(b'"count":10', b'"count":9', 1), first_seal.position))
+            (first_seal.state.replace(b'"count":%d' % count, b'"count":%d' % (count - 1), 1), first_seal.position))
     findings = tamper_findings(ledger, view)
     assert any(f.subject.startswith("seal 2 ") and "chain hash" in f.detail for f in findings)
     assert any(f.subject == f"event {first_seal.event_id}" for f in findings)  # the next seal covers it
