@@ -6,6 +6,14 @@ written as `{prefix}:circuit:{model}` = open-until, expiring with the cooldown, 
 processes skip the model at once instead of each rediscovering the outage; latency
 estimates are exchanged per process in `{prefix}:latency:{model}`. Without REDIS_URL, or
 while Redis is down, everything works in-process and a warning is logged once.
+
+When Redis is reachable again (after an outage or a restart that lost its data), each
+process first writes back what it knows before reading anything: its circuits that are
+still open (only where Redis holds no later open-until) and the closings it could not
+publish meanwhile. Otherwise the first read would find no key and "follow" it, closing
+circuits opened during the outage, and the other processes would never learn of them.
+A process may so keep a model skipped at most one cooldown longer than needed, which is
+the safe direction.
 """
 
 from __future__ import annotations
@@ -40,6 +48,8 @@ class SharedState:
         self._task: asyncio.Task[None] | None = None
         self._healthy = True
         self._pending: set[asyncio.Task[None]] = set()
+        self._resync = True  # write local circuits back before the next read
+        self._unpublished: dict[str, Transition] = {}  # closings Redis did not take
 
     @property
     def healthy(self) -> bool:
@@ -77,14 +87,19 @@ class SharedState:
                 await self._client.set(key, repr(transition.open_until), px=ttl_ms)
             elif transition.to == "closed":
                 await self._client.delete(key)
+            self._unpublished.pop(transition.model, None)
             self._mark(True)
-        except Exception as error:  # Redis down: stay in-process
+        except Exception as error:  # Redis down: stay in-process, write it back later
+            if transition.to == "closed":
+                self._unpublished[transition.model] = transition
             self._mark(False, error)
 
     async def _run(self) -> None:
         ticks = 0
         while True:
             try:
+                if self._resync:
+                    await self._push_circuits()
                 await self._pull_circuits()
                 if ticks % 4 == 0:
                     await self._exchange_latency()
@@ -95,6 +110,23 @@ class SharedState:
                 self._mark(False, error)
             ticks += 1
             await asyncio.sleep(self.interval_s)
+
+    async def _push_circuits(self) -> None:
+        """Write back the closings Redis missed, then this process's open circuits
+        (set only where no key is: a later open-until from another process wins)."""
+        now = time.time()
+        pipe = self._client.pipeline(transaction=False)
+        closed = [model for model, t in self._unpublished.items() if t.to == "closed"]
+        for model in closed:
+            pipe.delete(self.circuit_key.format(model))
+        for model, open_until in self.breakers.open_circuits().items():
+            if open_until > now:
+                pipe.set(self.circuit_key.format(model), repr(open_until), px=max(1, int((open_until - now) * 1000)),
+                         nx=True)
+        await pipe.execute()
+        for model in closed:
+            self._unpublished.pop(model, None)
+        self._resync = False
 
     async def _pull_circuits(self) -> None:
         values = await self._client.mget([self.circuit_key.format(m) for m in self.models])
@@ -130,4 +162,6 @@ class SharedState:
         elif not ok and self._healthy:
             log.warning("redis_unavailable", error=type(error).__name__,
                         what="breakers and latency estimates continue in-process")
+        if not ok:
+            self._resync = True
         self._healthy = ok
