@@ -299,23 +299,47 @@ def cmd_projections_status(args: argparse.Namespace) -> int:
         _print(status(ledger, view).as_dict())
     finally:
         close_view(view)
+    _print(_analytics_status(settings))  # one line per projection
     return 0
 
 
+def _analytics_status(settings: Settings) -> dict[str, Any]:
+    """The analytics projection's line (analytics/admin.py): from its store, or from the
+    gateway when the store is held; off or unavailable said as such."""
+    from analytics.admin import cli_projection_line
+
+    gateway = os.environ.get("TWOAPI_GATEWAY_URL") or f"http://127.0.0.1:{settings.port}"
+    return cli_projection_line(settings.data_dir, settings.database_url, gateway, settings.admin_token)
+
+
 def cmd_projections_rebuild(args: argparse.Namespace) -> int:
+    """Drop a projection's rows and replay it from the ledger's first event: the
+    tenancy projection here and now; the analytics tables are emptied and refilled by
+    the analytics projection wherever it runs."""
     from ledger.projections.runner import close_view, rebuild, status
 
     settings, ledger = _open()
-    try:
-        rebuild(settings.database_url, settings.data_dir)
-    except RuntimeError as error:
-        return _fail(str(error))
-    print("tenancy projection cleared; rebuilding from the first event", file=sys.stderr)
-    view = _view(settings, ledger)
-    try:
-        _print(status(ledger, view).as_dict())
-    finally:
-        close_view(view)
+    if args.name in ("tenancy", None):
+        try:
+            rebuild(settings.database_url, settings.data_dir)
+        except RuntimeError as error:
+            return _fail(str(error))
+        print("tenancy projection cleared; rebuilding from the first event", file=sys.stderr)
+        view = _view(settings, ledger)
+        try:
+            _print(status(ledger, view).as_dict())
+        finally:
+            close_view(view)
+    if args.name in ("analytics", None):
+        from analytics.admin import rebuild as rebuild_analytics
+        from analytics.config import AnalyticsConfig
+
+        config = AnalyticsConfig.from_env(settings.data_dir)
+        if config.role == "off" and args.name is None:
+            return 0
+        rebuild_analytics(config)
+        print("analytics tables emptied; the analytics projection ships the ledger again from its first event",
+              file=sys.stderr)
     return 0
 
 
@@ -424,7 +448,9 @@ def add_tenancy_commands(commands: Any, keys: Any, tenants: Any, credits: Any) -
     projections = commands.add_parser("projections", help="the SQL projections of the ledger").add_subparsers(
         dest="action", required=True)
     projections.add_parser("status", help="position and lag").set_defaults(func=cmd_projections_status)
-    projections.add_parser("rebuild", help="clear and rebuild from the first event").set_defaults(
-        func=cmd_projections_rebuild)
+    rebuild = projections.add_parser("rebuild", help="clear and rebuild from the first event")
+    rebuild.add_argument("name", nargs="?", choices=("tenancy", "analytics"),
+                         help="one projection (default: each one in use)")
+    rebuild.set_defaults(func=cmd_projections_rebuild)
     projections.add_parser("run", help="follow the ledger (a projection worker process)").set_defaults(
         func=cmd_projections_run)

@@ -64,6 +64,8 @@ class RunningGateway:
         return self.url + "/v1"
 
     def stop(self) -> None:
+        if not self.thread.is_alive():  # stopped already (a test may stop it before teardown)
+            return
         self.loop.call_soon_threadsafe(self.stop_event.set)
         self.thread.join(15)
 
