@@ -32,7 +32,12 @@ ZERO = Decimal(0)
 ENVELOPE = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
 # Never copied into the analytics store, even though the ledger holds them: the
 # analytics store is read by more people than the ledger is.
-HIDDEN_FIELDS = frozenset({"key_hash", "ciphertext"})
+HIDDEN_FIELDS = frozenset({
+    "key_hash", "ciphertext",  # secrets' traces
+    # bulk that has its own home: a seal's per-event digests (the ledger), a re-pricing
+    # run's corrections (the cost_corrections table)
+    "positions", "leaves", "corrections",
+})
 TERMINAL = frozenset({"Completed", "Failed"})
 
 
