@@ -352,7 +352,11 @@ async def projections() -> Response:
     report = await asyncio.to_thread(projection_status, services.ledger, services.view)
     worker = services.projection
     running = {"running_here": bool(worker and worker.leading), "restarts": worker.restarts if worker else 0}
-    return _json({"object": "list", "data": [{**report.as_dict(), **running}]})
+    # The analytics projection beside it: a line saying why, when analytics is off or unreachable.
+    from analytics.service import projection_line as analytics_line
+
+    analytics = await analytics_line(services.analytics, services.ledger)
+    return _json({"object": "list", "data": [{**report.as_dict(), **running}, analytics]})
 
 
 # -- helpers -----------------------------------------------------------------------------------
