@@ -15,9 +15,9 @@ from typing import Any
 import orjson
 
 from gateway.config import Settings
-from gateway.price_list import base_price_book
+from gateway.price_list import UnknownPriceBook, base_price_book, repricing_book
 from ledger.application import Ledger
-from ledger.price_books import PriceBookError, PriceBooks, parse_prices, parse_time
+from ledger.price_books import PriceBookError, PriceBooks, parse_time
 
 
 def _open() -> tuple[Settings, Ledger]:
@@ -108,8 +108,9 @@ def _print_report(report: Any, analytics_note: str) -> None:
     print("OK" if report.ok else f"{len(report.findings)} mismatch(es)")
 
 
-def _analytics_totals(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, Decimal] | None, str]:
-    """Cost per tenant from the analytics store through the gateway's Admin API, or why not."""
+def _analytics_totals(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, Any] | None, str]:
+    """Cost and tokens per tenant from the analytics store through the gateway's Admin API,
+    or why not."""
     if args.no_analytics:
         return None, "not compared (--no-analytics)"
     if not settings.admin_token:
@@ -127,7 +128,8 @@ def _analytics_totals(args: argparse.Namespace, settings: Settings) -> tuple[dic
         return None, f"not compared ({gateway} unreachable: {type(error).__name__})"
     if response.status_code != 200:
         return None, f"not compared ({gateway} answered {response.status_code})"
-    totals = {row["tenant"]: Decimal(str(row["cost"])) for row in response.json().get("data", [])}
+    totals = {row["tenant"]: (Decimal(str(row["cost"])), int(row["input_tokens"]), int(row["output_tokens"]),
+                              int(row["cached_tokens"])) for row in response.json().get("data", [])}
     return totals, f"compared ({gateway})"
 
 
@@ -136,8 +138,8 @@ def cmd_ledger_seal(args: argparse.Namespace) -> int:
     from ledger.projections.runner import lease_for
 
     settings, ledger = _open()
-    lease = lease_for(settings.database_url, settings.data_dir, "sealer")
     if args.follow:
+        lease = lease_for(settings.database_url, settings.data_dir, "sealer")
         sealer = Sealer(ledger, lease, interval_s=args.interval).start()
         print("sealing the ledger as it grows (Ctrl-C to stop)", file=sys.stderr, flush=True)
         try:
@@ -146,12 +148,7 @@ def cmd_ledger_seal(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             sealer.stop()
         return 0
-    if not lease.acquire():
-        return _fail("a sealer is running (a gateway seals the ledger by itself): nothing to do", 1)
-    try:
-        sealed = seal_pending(ledger)
-    finally:
-        lease.release()
+    sealed = seal_pending(ledger)  # beside a running sealer too: the two cannot both seal a range
     print(f"sealed {sealed} events")
     return 0
 
@@ -195,23 +192,13 @@ def cmd_ledger_export(args: argparse.Namespace) -> int:
 def _book(ledger: Ledger, spec: str) -> tuple[Any, dict[str, dict[str, str]] | None]:
     """The book to re-price with: a file of {model: {unit: price}} (JSON, TOML or YAML),
     or the name of a published version (or the base version)."""
-    from ledger.price_books import book_of
-    from ledger.repricing import file_version
-
     path = Path(spec)
     if path.is_file():
-        prices = parse_prices(_load_table(path))
-        version = file_version(prices)
-        return book_of(version, prices), prices
-    books = PriceBooks(base_price_book())
-    books.refresh(ledger)
-    if spec in ("base", books.base.version):
-        return books.base, None
-    for version in books.versions:
-        if version.version == spec:
-            return version.book, None
-    known = ", ".join(["base", *(v.version for v in books.versions)])
-    raise PriceBookError(f"no file and no price-book version {spec!r} (versions: {known})")
+        return repricing_book(ledger, prices=_load_table(path))
+    try:
+        return repricing_book(ledger, spec)
+    except UnknownPriceBook as error:
+        raise PriceBookError(f"no file and {error}") from None
 
 
 def _load_table(path: Path) -> Any:

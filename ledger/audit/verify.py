@@ -65,6 +65,8 @@ class UsageTotals:
 
 
 UsageKey = tuple[str, date, str, str]  # tenant, day (UTC), key id, model
+AnalyticsTotals = tuple[Decimal, int, int, int]  # cost, input, output, cached tokens
+NO_USAGE: AnalyticsTotals = (Decimal(0), 0, 0, 0)
 
 
 @dataclass(slots=True)
@@ -211,6 +213,7 @@ class _Replay:
         self.usage: dict[UsageKey, UsageTotals] = defaultdict(UsageTotals)
         self.spend: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
         self.tenant_costs: dict[str, Decimal] = defaultdict(Decimal)
+        self.tenant_tokens: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # input, output, cached
         self.run_deltas: dict[tuple[str, str], Decimal] = defaultdict(Decimal)  # (run, tenant) -> usage delta
         self.run_adjusted: dict[tuple[str, str], Decimal] = defaultdict(Decimal)  # (run, tenant) -> balance move
 
@@ -272,6 +275,10 @@ class _Replay:
         totals.cost += cost
         self.spend[(owner[0], at.strftime("%Y-%m"))] += cost
         self.tenant_costs[owner[0]] += cost
+        tokens = self.tenant_tokens[owner[0]]
+        tokens[0] += f["input_tokens"]
+        tokens[1] += f["output_tokens"]
+        tokens[2] += f["cached_tokens"]
 
     def _repriced(self, row: Row, f: dict[str, Any]) -> None:
         run, tenant = f["run_id"], f["tenant"]
@@ -392,22 +399,27 @@ def _usage_name(key: UsageKey) -> str:
     return f"{tenant} {day} key {key_id} {model} (requests, input, output, cached, estimated, cost)"
 
 
-def compare_analytics(report: Report, replay: _Replay, totals: dict[str, Decimal], scope: Scope) -> None:
-    """`totals`: cost per tenant as the analytics store has it."""
+def compare_analytics(report: Report, replay: _Replay, totals: dict[str, AnalyticsTotals], scope: Scope) -> None:
+    """`totals`: per tenant, (cost, input, output, cached tokens) as the analytics store has them."""
     report.checked.append("analytics")
-    expected = {t: c for t, c in replay.tenant_costs.items() if scope.tenant_in(t) and c != ZERO}
-    actual = {t: c for t, c in totals.items() if scope.tenant_in(t) and c != ZERO}
+    expected = {t: (c, *replay.tenant_tokens[t]) for t, c in list(replay.tenant_costs.items()) if scope.tenant_in(t)}
+    actual = {t: v for t, v in totals.items() if scope.tenant_in(t)}
     for tenant in sorted(set(expected) | set(actual)):
-        want, got = expected.get(tenant, ZERO), actual.get(tenant, ZERO)
+        want, got = expected.get(tenant, NO_USAGE), actual.get(tenant, NO_USAGE)
         if want != got:
-            report.add("analytics", f"tenant {tenant}", f"events say cost {want}, analytics says {got}")
+            report.add("analytics", f"tenant {tenant}",
+                       f"events say (cost, input, output, cached tokens) {_show(want)}, analytics says {_show(got)}")
+
+
+def _show(totals: AnalyticsTotals) -> str:
+    return "(" + ", ".join(str(v) for v in totals) + ")"
 
 
 # -- the whole check ---------------------------------------------------------------------
 
 
 def verify(ledger: Any, base: Book, view: Any | None = None, scope: Scope = Scope(),
-           analytics_totals: dict[str, Decimal] | None = None,
+           analytics_totals: dict[str, AnalyticsTotals] | None = None,
            progress: Callable[[int], None] | None = None) -> Report:
     """Check the ledger (see the module's docstring). `base` is the catalog's list-price
     book; `view` the tenancy projection (None: not compared)."""

@@ -52,7 +52,12 @@ def test_verify_compares_each_tenants_cost_with_the_analytics(sqlite_analytics_g
 def test_a_tenant_whose_analytics_cost_differs_is_named():
     report = Report()
     replay = _Replay(base_price_book(), report)
-    replay.tenant_costs.update({"acme": Decimal("0.000100000"), "beta": Decimal("0.5")})
-    compare_analytics(report, replay, {"acme": Decimal("0.000100001"), "beta": Decimal("0.5")}, Scope())
-    assert [(f.check, f.subject) for f in report.findings] == [("analytics", "tenant acme")]
-    assert "events say cost 0.000100000, analytics says 0.000100001" in report.findings[0].detail
+    replay.tenant_costs.update({"acme": Decimal("0.000100000"), "beta": Decimal("0.5"), "gamma": Decimal(1)})
+    replay.tenant_tokens.update({"acme": [10, 20, 0], "beta": [5, 5, 5], "gamma": [1, 1, 0]})
+    analytics = {"acme": (Decimal("0.000100001"), 10, 20, 0), "beta": (Decimal("0.5"), 5, 5, 5),
+                 "gamma": (Decimal(1), 1, 2, 0)}
+    compare_analytics(report, replay, analytics, Scope())
+    assert [(f.check, f.subject) for f in report.findings] == [("analytics", "tenant acme"),
+                                                               ("analytics", "tenant gamma")]
+    assert "events say (cost, input, output, cached tokens) (0.000100000, 10, 20, 0), analytics says " \
+           "(0.000100001, 10, 20, 0)" in report.findings[0].detail
