@@ -1,6 +1,6 @@
 """`twoapi dashboards`: the Streamlit app (streamlit run dashboards/app.py).
 
-Every number comes from the gateway's admin analytics API (TWOAPI_GATEWAY_URL, with
+Every number comes from the gateway's Admin API (TWOAPI_GATEWAY_URL, with
 TWOAPI_ADMIN_TOKEN): the dashboards never open a store, so they run anywhere the
 gateway is reachable, and chDB stays in the one process that owns it."""
 

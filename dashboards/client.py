@@ -1,8 +1,9 @@
-"""The dashboards' only source of data: the gateway's admin analytics API.
+"""The dashboards' only source of data: the gateway's Admin API (analytics, price books, re-pricing).
 
 `TWOAPI_GATEWAY_URL` (default http://127.0.0.1:8080) and `TWOAPI_ADMIN_TOKEN` say
 where and as whom. Answers are cached for a few seconds per (query, parameters), so
 several charts on a page share one request and a rerun does not hammer the gateway.
+The re-pricing page's dry runs (POST /admin/reprice) are cached longer, by their body.
 Money arrives as exact decimal strings and is kept as Decimal for display; charts get
 floats, because a chart is a picture of money, not money.
 """
@@ -14,10 +15,13 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import orjson
 import pandas as pd
 import streamlit as st
 
 CACHE_TTL_S = 3
+POST_CACHE_TTL_S = 60
+POST_TIMEOUT_S = 300
 MONEY_COLUMNS = ("cost", "spend", "balance", "amount", "credits")
 
 
@@ -40,6 +44,20 @@ def _get(url: str, path: str, params: tuple[tuple[str, str], ...], token_hint: s
         response = httpx.get(url + path, params=dict(params), headers=_headers(), timeout=30)
     except httpx.HTTPError as error:
         raise DashboardError(f"The gateway at {url} is not answering ({type(error).__name__}).") from None
+    return _answer(response)
+
+
+@st.cache_data(ttl=POST_CACHE_TTL_S, show_spinner=False)
+def _post(url: str, path: str, body: bytes, token_hint: str) -> dict[str, Any]:
+    try:
+        response = httpx.post(url + path, content=body, headers={**_headers(), "content-type": "application/json"},
+                              timeout=POST_TIMEOUT_S)
+    except httpx.HTTPError as error:
+        raise DashboardError(f"The gateway at {url} is not answering ({type(error).__name__}).") from None
+    return _answer(response)
+
+
+def _answer(response: httpx.Response) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:
@@ -53,6 +71,15 @@ def _get(url: str, path: str, params: tuple[tuple[str, str], ...], token_hint: s
 def get(path: str, **params: Any) -> dict[str, Any]:
     clean = tuple(sorted((k, str(v)) for k, v in params.items() if v not in (None, "")))
     return _get(gateway_url(), path, clean, str(hash(_headers().get("authorization"))))
+
+
+def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A read that takes a JSON body (POST /admin/reprice: a dry run, nothing recorded),
+    cached by its body for POST_CACHE_TTL_S: the answer is expensive and the past is
+    stable."""
+    clean = {k: v for k, v in body.items() if v not in (None, "")}
+    encoded = orjson.dumps(clean, option=orjson.OPT_SORT_KEYS)
+    return _post(gateway_url(), path, encoded, str(hash(_headers().get("authorization"))))
 
 
 def query(name: str, **params: Any) -> dict[str, Any]:

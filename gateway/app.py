@@ -24,6 +24,7 @@ from gateway.errors import GatewayError
 from gateway.images import images_api
 from gateway.observability import configure_logging
 from gateway.openapi import openapi_api
+from gateway.repricing_api import repricing_api
 from gateway.services import Services
 from gateway.usage import usage_api
 
@@ -83,6 +84,7 @@ def create_app(settings: Settings, span_exporter: SpanExporter | None = None) ->
     app.register_blueprint(embeddings_api)  # POST /v1/embeddings
     app.register_blueprint(images_api)  # POST /v1/images/generations
     app.register_blueprint(admin_api)  # /admin/... (TWOAPI_ADMIN_TOKEN)
+    app.register_blueprint(repricing_api)  # POST /admin/reprice (dry run; TWOAPI_ADMIN_TOKEN)
     app.register_blueprint(usage_api)  # GET /v1/usage
     app.register_blueprint(openapi_api)  # GET /openapi.json
 

@@ -28,13 +28,16 @@ class Seeded:
     gw: AnalyticsGateway
     totals: dict[str, dict[str, Any]]  # per tenant, from the ledger
     providers: dict[str, int]  # requests per provider first tried, from the ledger
+    usage: dict[tuple[str, str], dict[str, Any]]  # per (tenant, model): usage events and their cost
 
 
-def ledger_truth(database_url: str | None, data_dir) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
+def ledger_truth(database_url: str | None, data_dir) -> tuple[dict[str, dict[str, Any]], dict[str, int],
+                                                             dict[tuple[str, str], dict[str, Any]]]:
     ledger = Ledger.open(database_url, data_dir)
     totals: dict[str, dict[str, Any]] = {}
     owner: dict[Any, str] = {}
     first_provider: dict[Any, str] = {}
+    usage: dict[tuple[str, str], dict[str, Any]] = {}
     try:
         start = 0
         while True:
@@ -54,6 +57,10 @@ def ledger_truth(database_url: str | None, data_dir) -> tuple[dict[str, dict[str
                 if name == "Request.UsageMetered":
                     totals[owner[event.originator_id]]["cost"] += Decimal(event.cost)
                     totals[owner[event.originator_id]]["output_tokens"] += event.output_tokens
+                    line = usage.setdefault((owner[event.originator_id], event.model), {"events": 0,
+                                                                                        "cost": Decimal(0)})
+                    line["events"] += 1
+                    line["cost"] += Decimal(event.cost)
                 if name == "Request.Failed":
                     totals[owner[event.originator_id]]["errors"] += 1
             if len(page) < 1000:
@@ -64,7 +71,7 @@ def ledger_truth(database_url: str | None, data_dir) -> tuple[dict[str, dict[str
     providers: dict[str, int] = {}
     for provider in first_provider.values():
         providers[provider] = providers.get(provider, 0) + 1
-    return totals, providers
+    return totals, providers, usage
 
 
 @pytest.fixture(scope="package")
@@ -83,10 +90,10 @@ def seeded(tmp_path_factory: pytest.TempPathFactory, simulator) -> Iterator[Seed
         asyncio.run(run_traffic(gw.url, demo_keys, simulator_url=simulator.url, requests=60, rate=0,
                                 concurrency=4, fault_every_s=0.5, seed_value=11))
         gw.wait_caught_up()
-        totals, providers = ledger_truth(None, tmp / "data")
+        totals, providers, usage = ledger_truth(None, tmp / "data")
         os.environ["TWOAPI_GATEWAY_URL"] = gw.url
         os.environ["TWOAPI_ADMIN_TOKEN"] = ADMIN_TOKEN
-        yield Seeded(gw, totals, providers)
+        yield Seeded(gw, totals, providers, usage)
     finally:
         gw.gateway.stop()
         for name, value in saved.items():

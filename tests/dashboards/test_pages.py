@@ -7,11 +7,15 @@ import json
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import pyarrow as pa
 from streamlit.testing.v1 import AppTest
 
 from dashboards.client import money
+from gateway.price_list import base_price_book
+from tests.analytics.conftest import ADMIN_TOKEN
 
+MINI = "openai/gpt-4o-mini"
 VIEWS = Path(__file__).resolve().parents[2] / "dashboards" / "views"
 
 
@@ -112,14 +116,61 @@ def test_finance_page_lists_the_ledger_links_requests_and_reconciles(seeded):
     assert Decimal(cost["ledger"]) == Decimal(cost["analytics"]) == truth["cost"]
 
 
-def test_repricing_page_says_it_is_unavailable_and_shows_the_charged_side(seeded):
-    at = page("repricing")
-    assert any("Re-pricing is unavailable" in w.value for w in at.warning)
-    table = at.dataframe[0].value
-    assert set(table["re-priced (USD)"]) == {"unavailable"}
-    total = sum(t["cost"] for t in seeded.totals.values())
-    assert sum(Decimal(c) for c in table["charged (USD)"]) == total
-    assert chart_rows(at) and all(chart_rows(at))
+def test_repricing_page_shows_old_new_and_delta_from_the_engine(seeded):
+    # A version doubling one model's prices, in force only in 2100: nothing is priced by it.
+    mini = base_price_book().prices[MINI]
+    doubled = {"input": str(2 * mini.input), "output": str(2 * mini.output), "cached_input": str(2 * mini.cached_input)}
+    published = httpx.post(f"{seeded.gw.url}/admin/price-books", headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+                           json={"version": "double-mini", "effective_at": "2100-01-01T00:00:00Z",
+                                 "prices": {MINI: doubled}}, timeout=30)
+    assert published.status_code == 201, published.text
+    truth = seeded.usage
+    assert any(model == MINI for _, model in truth)
+    mini_cost = sum(line["cost"] for (_, model), line in truth.items() if model == MINI)
+    total = sum(line["cost"] for line in truth.values())
+
+    at = page("repricing")  # the latest published version by default
+    assert not at.warning
+    assert at.selectbox(key="version").value == "double-mini"
+    shown = metrics(at)
+    assert shown["Cost as it stands"] == money(total, 9)
+    assert shown["Re-priced"] == money(total + mini_cost, 9)
+    assert shown["Delta"] == money(mini_cost, 9)
+    assert shown["Usage events"] == f"{sum(line['events'] for line in truth.values()):,}"
+    assert shown["Unpriced events"] == f"{sum(line['events'] for (_, m), line in truth.items() if m != MINI):,}"
+    lines = at.dataframe[0].value
+    assert len(lines) == len(truth)
+    for row in lines.to_dict("records"):
+        old, new, delta = (Decimal(row[c]) for c in ("as it stands (USD)", "re-priced (USD)", "delta (USD)"))
+        assert old == truth[(row["tenant"], row["model"])]["cost"]  # exact strings, to the nano-dollar
+        assert row["events"] == truth[(row["tenant"], row["model"])]["events"]
+        assert (delta, new) == ((old, 2 * old) if row["model"] == MINI else (0, old)), row
+    per_tenant = at.dataframe[1].value
+    assert {r["tenant"]: Decimal(r["as it stands (USD)"]) for r in per_tenant.to_dict("records")} == {
+        t: v["cost"] for t, v in seeded.totals.items()}
+    rows = chart_rows(at)  # old and new side by side; the deltas where the cost changes
+    assert rows == [2 * len(truth), sum(1 for _, model in truth if model == MINI)], rows
+    assert any("twoapi reprice --price-book double-mini" in c.value and "--apply" in c.value for c in at.caption)
+
+    # The book that charged: zero delta everywhere.
+    at.selectbox(key="version").select("base").run()
+    assert not at.exception and metrics(at)["Delta"] == money(0, 9)
+    assert {Decimal(d) for d in at.dataframe[0].value["delta (USD)"]} == {Decimal(0)}
+    assert len(chart_rows(at)) == 1 and any("changes no cost" in s.value for s in at.success)
+
+    # A price table of one's own, starting from the version's prices: the same numbers.
+    at.selectbox(key="version").select("double-mini").run()
+    at.radio(key="mode").set_value("Edited price table").run()
+    assert not at.exception and not at.error
+    assert metrics(at)["Delta"] == money(mini_cost, 9)
+    assert at.subheader[0].value.startswith("file-")  # a table's version is named by its content
+    assert at.get("download_button")
+
+    # One tenant.
+    at.radio(key="mode").set_value("Published version").run()
+    at.sidebar.selectbox(key="tenant").select("acme").run()
+    assert set(at.dataframe[0].value["tenant"]) == {"acme"}
+    assert metrics(at)["Cost as it stands"] == money(seeded.totals["acme"]["cost"], 9)
 
 
 def test_pages_say_so_when_there_is_nothing_to_show(seeded, monkeypatch):
