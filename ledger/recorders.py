@@ -1,21 +1,112 @@
 """Recorder variants for the ledger's event store.
 
-The library's PostgreSQL recorder retries a failed insert or read up to ten times,
-0.2 s apart, on top of connection timeouts: right for a batch job, wrong for a gateway that
-holds a client's response until its events are stored. Ours tries once, so a request
-learns within the connect timeout whether it may be served, and an outage becomes
-`503 ledger_unavailable` instead of a hang. (As with any database client, a connection
-lost after COMMIT was sent leaves the outcome unknown to us; such a request is answered
-503 though its events may be stored: billed-but-refused is possible, served-but-unbilled
-is not.)
+Fail fast. The library's PostgreSQL recorder retries a failed insert or read up to
+ten times, 0.2 s apart, on top of connection timeouts: right for a batch job, wrong
+for a gateway that holds a client's response until its events are stored. Ours tries
+once, so a request learns within the connect timeout whether it may be served, and an
+outage becomes `503 ledger_unavailable` instead of a hang. (As with any database
+client, a connection lost after COMMIT was sent leaves the outcome unknown to us; such
+a request is answered 503 though its events may be stored: billed-but-refused is
+possible, served-but-unbilled is not.)
+
+Insert cheaply. The library sends a batch as one array of its composite type
+(`stored_event_uuid[]`), which psycopg dumps in Python, as text, with every `bytea`
+escaped: ~50 us of client CPU per event, the largest single cost of the ledger writer.
+Ours sends the same rows as four plain arrays in binary (`unnest(uuid[], bigint[],
+text[], bytea[])`, ~2-5 us per event), in the same statement shape: the library's
+table lock and NOTIFY first, then one INSERT whose rows take their notification ids in
+array order, in one transaction. So the table, its columns, the notification order
+and every reader of the library are unchanged; only the parameters' wire format
+differs. And the whole transaction (BEGIN, lock, NOTIFY, INSERT, COMMIT) goes to the
+server in one pipeline with one sync: one round trip per commit instead of two.
+
+Ping only when needed. `POSTGRES_PRE_PING` makes the pool run `SELECT 1` on every
+checkout: a round trip on every commit, to catch connections the server has closed.
+A connection the server closed (restart, terminated backend) has a readable socket
+(the server's last message, or EOF) while it sits idle in the pool; a live idle one
+has nothing to read. So the check polls the socket (no round trip) and pings only
+when something is there.
 """
 
 from __future__ import annotations
 
-from eventsourcing.postgres import PostgresApplicationRecorder
+import contextlib
+import select
+from collections.abc import Sequence
+from typing import Any
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from psycopg import Connection
+from psycopg.pq import TransactionStatus
+from psycopg.sql import SQL, Identifier
+from psycopg_pool import ConnectionPool
+
+
+def check_if_readable(conn: Connection[Any]) -> None:
+    """The pool's check on checkout: ping only a connection with something to read
+    (a server that closed it leaves its last message or EOF there); raise if broken."""
+    if conn.closed:
+        raise ConnectionError("connection closed")
+    readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    if readable:
+        ConnectionPool.check_connection(conn)
 
 
 class FailFastPostgresRecorder(PostgresApplicationRecorder):
-    insert_events = PostgresApplicationRecorder.insert_events.__wrapped__  # type: ignore[attr-defined]
     # Reads on the request path (API key lookups) fail fast too.
     select_events = PostgresApplicationRecorder.select_events.__wrapped__  # type: ignore[attr-defined]
+
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        self.append_statement = SQL(
+            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state)"
+            " SELECT * FROM unnest(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[])"
+        ).format(
+            schema=Identifier(datastore.schema),
+            table=Identifier(self.events_table_name),
+            id_type=Identifier(datastore.originator_id_type),
+        )
+        self.insert_arrays_statement = self.append_statement + SQL(" RETURNING notification_id")
+        if datastore.pre_ping:
+            datastore.pool._check = check_if_readable  # instead of SELECT 1 on every checkout
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        if kwargs or self.datastore.enable_db_functions:
+            # Tracking records (process applications), or the library's own function.
+            return PostgresApplicationRecorder.insert_events.__wrapped__(self, stored_events, **kwargs)  # type: ignore[attr-defined]
+        return self._insert(stored_events, self.insert_arrays_statement)
+
+    def append_events(self, stored_events: Sequence[StoredEvent]) -> None:
+        """`insert_events` without returning the notification ids (the ledger writer
+        has no use for them)."""
+        self._insert(stored_events, self.append_statement)
+
+    def _insert(self, stored_events: Sequence[StoredEvent], statement: Any) -> list[int] | None:
+        if not stored_events:
+            return None
+        columns = (
+            [e.originator_id for e in stored_events],
+            [e.originator_version for e in stored_events],
+            [e.topic for e in stored_events],
+            [e.state for e in stored_events],
+        )
+        with self.datastore.get_connection() as conn:
+            curs = conn.cursor()
+            try:
+                # Leaving the pipeline sends it all (BEGIN ... COMMIT) with one sync and
+                # raises the first error, e.g. a duplicate (originator, version).
+                with conn.pipeline(), conn.transaction():
+                    self._lock_table(curs)
+                    self._notify_channel(curs)
+                    curs.execute(statement, columns, prepare=True)
+            except BaseException:
+                # An error aborts the pipeline before its COMMIT: end the transaction
+                # (on a broken connection there is none to end; the error is the news).
+                if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+                    with contextlib.suppress(Exception):
+                        conn.rollback()
+                raise
+            if statement is self.append_statement:
+                return None
+            return [row["notification_id"] for row in curs.fetchall()]

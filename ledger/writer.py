@@ -6,6 +6,13 @@ in one transaction, so under load many requests share each commit and the ledger
 not the throughput ceiling, while at low load a request waits for one commit only.
 A request is answered only after its future resolves: that is the durability
 contract (a complete response implies its events are stored).
+
+The thread maps the batch's domain events to stored events with the application's
+mapper and hands them to the recorder in one call: what `Application.save` does for
+events (no snapshots, no aggregates to cache, no followers to notify), without
+`collect_events`' runtime-checkable Protocol `isinstance` on every event (~18 us an
+event here, more than the mapping itself). On PostgreSQL the recorder's
+`append_events` also skips returning the notification ids nobody reads.
 """
 
 from __future__ import annotations
@@ -44,10 +51,13 @@ class LedgerWriter:
         self.down_pause_s = down_pause_s
         self._down_until = 0.0
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
-        self._thread.start()
         self.committed_events = 0
         self.commits = 0
+        # Our PostgreSQL recorder appends without returning notification ids.
+        recorder = ledger.recorder
+        self._append = getattr(recorder, "append_events", None) or recorder.insert_events
+        self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
+        self._thread.start()
 
     def submit(self, item: Recordable) -> Future[None]:
         future: Future[None] = Future()
@@ -91,8 +101,9 @@ class LedgerWriter:
                 _resolve(future, LedgerUnavailable("the ledger's database is unreachable"))
             return
         try:
-            events = [event for item, _ in batch for event in item.domain_events()]
-            self.ledger.save(*events)
+            to_stored = self.ledger.mapper.to_stored_event
+            events = [to_stored(event) for item, _ in batch for event in item.domain_events()]
+            self._append(events)
         except Exception as error:
             if len(batch) > 1 and not _is_connection_error(error):
                 # One bad item (e.g. a duplicate id) must not sink the others.
@@ -112,8 +123,8 @@ class LedgerWriter:
 
     def _save_one(self, item: Recordable, future: Future[None]) -> None:
         try:
-            events = item.domain_events()
-            self.ledger.save(*events)
+            events = [self.ledger.mapper.to_stored_event(event) for event in item.domain_events()]
+            self._append(events)
         except Exception as error:
             log.error("ledger_commit_failed", error=type(error).__name__, items=1)
             _resolve(future, LedgerUnavailable(str(error)))
