@@ -33,7 +33,16 @@ def serve(host: str, port: int, workers: int, simulate: bool) -> int:
     ledger = Ledger.open(settings.database_url, settings.data_dir)
     access = ensure_demo_tenant(ledger, settings.demo_key) if simulate else None
     ledger.close()
-    _announce(host, port, settings, access.key if access else None, simulate)
+    # With PostgreSQL or several workers the tenancy projection runs in a process of
+    # its own beside the gateway's (gateway/projection_process.py).
+    from gateway import projection_process
+
+    with projection_process.beside_gateway(settings.database_url, workers):
+        return _serve(host, port, workers, settings, access.key if access else None, simulate)
+
+
+def _serve(host: str, port: int, workers: int, settings: Settings, key: str | None, simulate: bool) -> int:
+    _announce(host, port, settings, key, simulate)
 
     config = Config()
     config.bind = [f"{host}:{port}"]
