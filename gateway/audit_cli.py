@@ -15,9 +15,9 @@ from typing import Any
 import orjson
 
 from gateway.config import Settings
-from gateway.price_list import UnknownPriceBook, base_price_book, repricing_book
+from gateway.price_list import UnknownPriceBook, base_price_book, canonical_models, repricing_book
 from ledger.application import Ledger
-from ledger.price_books import PriceBookError, PriceBooks, parse_time
+from ledger.price_books import PriceBookError, PriceBooks, parse_prices, parse_time
 
 
 def _open() -> tuple[Settings, Ledger]:
@@ -194,7 +194,7 @@ def _book(ledger: Ledger, spec: str) -> tuple[Any, dict[str, dict[str, str]] | N
     or the name of a published version (or the base version)."""
     path = Path(spec)
     if path.is_file():
-        return repricing_book(ledger, prices=_load_table(path))
+        return repricing_book(ledger, prices=canonical_models(parse_prices(_load_table(path))))
     try:
         return repricing_book(ledger, spec)
     except UnknownPriceBook as error:

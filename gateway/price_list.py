@@ -41,3 +41,18 @@ def repricing_book(ledger: Any, version: str | None = None, prices: Any = None,
             return published.book, None
     known = ", ".join(["base", *(v.version for v in books.versions)])
     raise UnknownPriceBook(f"no price-book version {version!r} (versions: {known})")
+
+
+def canonical_models(table: dict[str, Any], catalog: Catalog | None = None) -> dict[str, Any]:
+    """A price table with model aliases (`gpt-4o-mini`) as the catalog's ids
+    (`openai/gpt-4o-mini`); names the catalog does not know are kept (a model since
+    retired may still have usage). Raises PriceBookError when one model is priced twice."""
+    catalog = catalog or default_catalog()
+    canonical: dict[str, Any] = {}
+    for model, row in table.items():
+        info = catalog.find(model)
+        name = info.id if info is not None else model
+        if name in canonical:
+            raise PriceBookError(f"{model}: {name} is priced twice")
+        canonical[name] = row
+    return canonical

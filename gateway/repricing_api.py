@@ -23,7 +23,7 @@ from quart import Blueprint, Response, current_app
 
 from gateway.admin import TENANT_NAME, _authorize, _body
 from gateway.errors import GatewayError
-from gateway.price_list import UnknownPriceBook, repricing_book
+from gateway.price_list import UnknownPriceBook, canonical_models, repricing_book
 from ledger.price_books import PriceBookError, parse_prices, parse_time
 from ledger.pricing import ModelPrice
 from ledger.repricing import plan
@@ -109,14 +109,10 @@ def _book_spec(services: Any, body: dict[str, Any]) -> tuple[str | None, dict[st
         table = parse_prices(prices)
     except PriceBookError as error:
         raise GatewayError("invalid_request", str(error), param="prices") from None
-    canonical: dict[str, Any] = {}
-    for model, row in table.items():
-        info = services.catalog.find(model)
-        name = info.id if info is not None else model  # a model since retired may still have usage
-        if name in canonical:
-            raise GatewayError("invalid_request", f"{model}: {name} is priced twice", param="prices")
-        canonical[name] = row
-    return None, canonical
+    try:
+        return None, canonical_models(table, services.catalog)
+    except PriceBookError as error:
+        raise GatewayError("invalid_request", str(error), param="prices") from None
 
 
 def _price_row(price: ModelPrice) -> dict[str, str]:

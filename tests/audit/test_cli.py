@@ -71,7 +71,7 @@ def test_exports_in_every_format_reconcile_with_usage_and_balances(gw, admin, le
     ledger, view = ledger_and_view
     traffic = make_traffic(gw, admin, ledger, view)
     prices = tmp_path / "double.json"
-    prices.write_text(json.dumps({"openai/gpt-4o-mini": {"input": "0.30", "output": "1.20"}}))
+    prices.write_text(json.dumps({"gpt-4o-mini": {"input": "0.30", "output": "1.20"}}))  # an alias: as the catalog
     applied = twoapi(gw, "reprice", "--price-book", str(prices), "--apply", "--format", "json")
     assert applied.returncode == 0, applied.stderr
     assert json.loads(applied.stdout)["applied"]["events"] == 2
