@@ -29,7 +29,9 @@ def _python_files(dirs: tuple[str, ...]) -> list[Path]:
     files: list[Path] = []
     for name in dirs:
         root = REPO / name
-        files += [p for p in root.rglob("*.py") if ".venv" not in p.parts and "site-packages" not in p.parts]
+        # Hidden folders are not ours to scan (.venv, bench/.trees: old commits checked out for side-by-side runs).
+        files += [p for p in root.rglob("*.py") if not any(part.startswith(".") for part in p.relative_to(root).parts)
+                  and "site-packages" not in p.parts]
     return files
 
 
