@@ -182,6 +182,7 @@ async def revoke_key(key_id: str) -> Response:
     if key is None:
         raise GatewayError("not_found", f"No key {key_id}.")
     await _call(ledger.revoke_key, key_id, str(body.get("reason") or ""))
+    _services().authenticator.forget(key.key_hash)  # here at once; other processes within a second
     return _json({"object": "api_key", "key_id": key_id, "tenant": key.tenant, "revoked": True})
 
 
@@ -189,9 +190,11 @@ async def revoke_key(key_id: str) -> Response:
 async def set_key_limits(key_id: str) -> Response:
     body = await _body()
     services = _services()
-    if await asyncio.to_thread(services.ledger.get_key, key_id) is None:
+    key = await asyncio.to_thread(services.ledger.get_key, key_id)
+    if key is None:
         raise GatewayError("not_found", f"No key {key_id}.")
     await _call(services.ledger.set_key_limits, key_id, _limit(body, "rpm"), _limit(body, "tpm"), _models(body))
+    services.authenticator.forget(key.key_hash)  # here at once; other processes within a second
     await _caught_up()
     return _json({"object": "api_key", **(await asyncio.to_thread(services.view.key, key_id) or {"key_id": key_id})})
 
