@@ -36,6 +36,7 @@ from ledger.audit.seal import LEAF_HEX, Seal, seals
 from ledger.events import PriceBook, RepricingRun, Request, Tenant
 from ledger.price_books import book_of, parse_time
 from ledger.pricing import PriceBook as Book
+from ledger.projections.views import UsageDelta
 
 ZERO = Decimal(0)
 REPRICE_PREFIX = "reprice:"  # BalanceAdjusted.corrects of a re-pricing run
@@ -51,17 +52,8 @@ class Finding:
         return f"{self.check}: {self.subject}: {self.detail}"
 
 
-@dataclass(slots=True)
-class UsageTotals:
-    requests: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cached_tokens: int = 0
-    estimated: int = 0
-    cost: Decimal = ZERO
-
-    def as_tuple(self) -> tuple[int, int, int, int, int, Decimal]:
-        return (self.requests, self.input_tokens, self.output_tokens, self.cached_tokens, self.estimated, self.cost)
+def _usage_tuple(u: UsageDelta) -> tuple[int, int, int, int, int, Decimal]:
+    return (u.requests, u.input_tokens, u.output_tokens, u.cached_tokens, u.estimated, u.cost)
 
 
 UsageKey = tuple[str, date, str, str]  # tenant, day (UTC), key id, model
@@ -210,7 +202,7 @@ class _Replay:
         self.closed: set[UUID] = set()
         self.costs: dict[str, Decimal] = {}  # usage event id -> cost as it stands
         self.balances: dict[str, Decimal] = defaultdict(Decimal)
-        self.usage: dict[UsageKey, UsageTotals] = defaultdict(UsageTotals)
+        self.usage: dict[UsageKey, UsageDelta] = defaultdict(UsageDelta)  # the projection's counters
         self.spend: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
         self.tenant_costs: dict[str, Decimal] = defaultdict(Decimal)
         self.tenant_tokens: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # input, output, cached
@@ -273,7 +265,7 @@ class _Replay:
         totals.cached_tokens += f["cached_tokens"]
         totals.estimated += f["source"] == "estimated"
         totals.cost += cost
-        self.spend[(owner[0], at.strftime("%Y-%m"))] += cost
+        self.spend[(owner[0], f"{at.year:04d}-{at.month:02d}")] += cost  # at.strftime("%Y-%m"), faster
         self.tenant_costs[owner[0]] += cost
         tokens = self.tenant_tokens[owner[0]]
         tokens[0] += f["input_tokens"]
@@ -383,7 +375,7 @@ def compare_projection(report: Report, replay: _Replay, view: Any, scope: Scope)
     entry_sums = {a: v for a, v in view.entry_sums().items() if scope.account_in(a) and v != ZERO}
     _compare(report, "entries", projected, entry_sums, lambda a: f"{a} (balance vs the sum of its entries)", ZERO)
 
-    usage = {k: v.as_tuple() for k, v in replay.usage.items() if scope.tenant_in(k[0]) and scope.day_in(k[1])}
+    usage = {k: _usage_tuple(v) for k, v in replay.usage.items() if scope.tenant_in(k[0]) and scope.day_in(k[1])}
     rows_ = {
         (r["tenant"], r["day"], r["key_id"], r["model"]):
             (r["requests"], r["input_tokens"], r["output_tokens"], r["cached_tokens"], r["estimated"], r["cost"])
