@@ -7,7 +7,8 @@ PostgreSQL, or with several workers, `twoapi serve` runs it here instead: the ga
 processes get `TWOAPI_PROJECTIONS=off` and read the view as before; this process
 follows the ledger under the same lease as the thread did (ledger/projections/runner.py),
 so at most one projection runs per ledger whatever else runs beside it. `serve`
-restarts it if it dies, and it stops when `serve` is gone (even after SIGKILL).
+restarts it if it dies (not when it exits cleanly, as it does on SIGTERM or Ctrl-C),
+and it stops when `serve` is gone (even after SIGKILL).
 
 An operator who sets TWOAPI_PROJECTIONS themselves decides: `thread` keeps it in each
 gateway process (the lease picks one), `off` leaves it to a `twoapi projections run`
@@ -85,7 +86,9 @@ class ProjectionChild:
             if proc is None:
                 return
             code = proc.wait()
-            if self._stopping.is_set():
+            if self._stopping.is_set() or code == 0:
+                # 0: it was asked to stop (SIGTERM or Ctrl-C reach the whole process
+                # group, `serve` included, which is stopping too).
                 return
             self.restarts += 1
             log.warning("projection_process_exited", code=code, restarts=self.restarts)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -24,6 +25,24 @@ def test_where_the_projection_runs(monkeypatch):
     assert not wanted(None, workers=1)  # embedded SQLite, one process: a thread, as before
     monkeypatch.setenv("TWOAPI_PROJECTIONS", "thread")
     assert not wanted("postgresql://db/ledger", workers=4)  # the operator's choice stands
+
+
+def test_the_process_is_restarted_when_it_dies_and_not_when_it_was_stopped(monkeypatch, tmp_path):
+    from gateway import projection_process
+
+    monkeypatch.setattr(projection_process, "RESTART_PAUSE_S", 0.05)
+    runs = tmp_path / "runs"
+    dying = projection_process.ProjectionChild(
+        [sys.executable, "-c", f"open({str(runs)!r}, 'a').write('x'); raise SystemExit(3)"])
+    dying.start()
+    wait_for(lambda: runs.exists() and len(runs.read_text()) >= 3, timeout=20)
+    dying.stop()
+    assert dying.restarts >= 2
+    clean = projection_process.ProjectionChild([sys.executable, "-c", "pass"])
+    clean.start()
+    clean._watch.join(20)
+    assert clean.restarts == 0 and not clean._watch.is_alive()
+    clean.stop()
 
 
 def children_of(pid: int) -> list[tuple[int, str]]:
