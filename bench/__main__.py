@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=float, help="seconds per closed-loop sample (default 3)")
     parser.add_argument("--stacks", default=None,
                         help="comma-separated subset of direct,bare,gateway,gateway_all,litellm (default: all)")
+    parser.add_argument("--baseline", metavar="REV", default=None,
+                        help="overhead, ledger: also measure the code of commit REV (e.g. HEAD) side by side with the "
+                             "working tree (stack gateway_base; ledger rows `store@REV`)")
     parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM peer")
     parser.add_argument("--concurrency", default=None, help="plain closed-loop concurrencies, e.g. 1,32,128")
     parser.add_argument("--rate", type=float, default=None, help="open-loop rate, req/s (default 200)")
@@ -51,6 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stores", default="postgres,sqlite", help="ledger: postgres,sqlite")
     parser.add_argument("--gateway-env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra environment for the gateway process (repeatable), e.g. TWOAPI_ANALYTICS=owner")
+    parser.add_argument("--code", metavar="REV", default=None,
+                        help="overhead: run the gateway stack from commit REV instead of the working tree (with "
+                             "--baseline: two commits side by side, whatever else the working tree holds)")
+    parser.add_argument("--base-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra environment for gateway_base only (repeatable); with --baseline . the same code "
+                             "is compared under two settings")
+    parser.add_argument("--no-lag", action="store_true", help="ledger: skip the projection lag measurement")
     parser.add_argument("--minutes", type=float, default=None, help="soak: length (default 10, --quick 1)")
     parser.add_argument("--stream", action="store_true", help="profile: streaming requests")
     parser.add_argument("--all-threads", action="store_true",
@@ -82,12 +92,15 @@ def overhead_config(args: argparse.Namespace) -> Any:
     if args.rate is not None:
         config.open_rate = args.rate
     config.gateway_env.update(gateway_env(args))
+    config.baseline = args.baseline
+    config.base_env.update(gateway_env(args, "base_env"))
+    config.code = args.code
     return config
 
 
-def gateway_env(args: argparse.Namespace) -> dict[str, str]:
+def gateway_env(args: argparse.Namespace, option: str = "gateway_env") -> dict[str, str]:
     env = {}
-    for item in args.gateway_env:
+    for item in getattr(args, option):
         name, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"--gateway-env wants NAME=VALUE, not {item!r}")
@@ -151,8 +164,9 @@ def run_ledger(args: argparse.Namespace) -> dict[str, Any]:
     lag_seconds = 2.0 if args.tiny else 8.0 if args.quick else 20.0
     run_dir = args.out / "logs" / time.strftime("ledger-%Y%m%d-%H%M%S")
     result = envelope("ledger", args, started)
-    result.update(run(windows, duration, runs, stores, lag=(lag_rate, lag_seconds, run_dir),
-                      gateway_env=gateway_env(args)))
+    lag = None if args.no_lag else (lag_rate, lag_seconds, run_dir)
+    result.update(run(windows, duration, runs, stores, lag=lag, gateway_env=gateway_env(args),
+                      baseline=args.baseline, code=args.code))
     result["wall_s"] = round(time.time() - started, 1)
     path = report.write_json(result, args.out, "ledger")
     print(report.ledger_markdown(result))

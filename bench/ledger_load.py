@@ -139,25 +139,80 @@ def bench_store(store: str, windows: list[int], duration_s: float, runs: int,
     return rows
 
 
+_IN_TREE = """
+import importlib.util, json, sys
+sys.path.insert(0, {tree!r})
+spec = importlib.util.spec_from_file_location("bench_ledger_load", {harness!r})
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+rows = module.bench_store({store!r}, {windows!r}, {duration!r}, 1, {url!r})
+print(json.dumps(rows))
+"""
+
+
+def bench_store_in(tree: Path, store: str, windows: list[int], duration_s: float,
+                   database_url: str | None, cpus: str | None) -> list[dict[str, Any]]:
+    """One run of `bench_store` in a process of its own, with the ledger code of
+    `tree` (this harness either way), so two commits are measured alike."""
+    import json
+    import subprocess
+    import sys
+
+    from bench.procs import pinned
+
+    code = _IN_TREE.format(tree=str(tree), harness=str(Path(__file__).resolve()), store=store, windows=windows,
+                           duration=duration_s, url=database_url)
+    done = subprocess.run(pinned([sys.executable, "-c", code], cpus), cwd=tree, capture_output=True, text=True,
+                          timeout=600, env={**__import__("os").environ, "PYTHONPATH": str(tree)})
+    if done.returncode != 0:
+        raise RuntimeError(f"ledger bench in {tree} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def run_ledger(windows: list[int], duration_s: float, runs: int, stores: list[str],
                lag: tuple[float, float, Path] | None = None,
-               gateway_env: dict[str, str] | None = None) -> dict[str, Any]:
+               gateway_env: dict[str, str] | None = None, baseline: str | None = None,
+               code: str | None = None) -> dict[str, Any]:
     """Writer throughput per store and window; with `lag` = (rate, seconds, log dir),
-    also the balance projection's lag behind the gateway at that steady rate."""
-    from bench import peers
+    also the balance projection's lag behind the gateway at that steady rate. With
+    `baseline` (a commit), each run measures that commit's ledger code right after the
+    working tree's, each in a process of its own pinned like the gateway (rows
+    `store@commit`)."""
+    from bench import peers, procs
     from bench.stats import median
 
     rows: list[dict[str, Any]] = []
-    if "postgres" in stores:
-        schema = peers.bench_schema()
-        try:
-            rows += bench_store("postgres", windows, duration_s, runs, f"{peers.POSTGRES_URL}?schema={schema}")
-        finally:
-            peers.drop_schema(schema)
-    if "sqlite" in stores:
-        rows += bench_store("sqlite", windows, duration_s, runs, None)
+    labels = list(stores)
+    if baseline:
+        tree, rev = peers.baseline_tree(baseline)
+        cpus = procs.default_placement()["sut"]
+        current = peers.baseline_tree(code)[0] if code else peers.REPO_DIR
+        trees = [(current, ""), (tree, "@" + rev)]
+        labels = [store + suffix for store in stores for _, suffix in trees]
+        for store in stores:
+            schemas = {suffix: peers.bench_schema() + suffix.replace("@", "_") for _, suffix in trees}
+            try:
+                for run in range(runs):
+                    for where, suffix in trees:
+                        url = f"{peers.POSTGRES_URL}?schema={schemas[suffix]}" if store == "postgres" else None
+                        for row in bench_store_in(where, store, windows, duration_s, url, cpus):
+                            row.update(store=store + suffix, run=run)
+                            rows.append(row)
+            finally:
+                if store == "postgres":
+                    for schema in schemas.values():
+                        peers.drop_schema(schema)
+    else:
+        if "postgres" in stores:
+            schema = peers.bench_schema()
+            try:
+                rows += bench_store("postgres", windows, duration_s, runs, f"{peers.POSTGRES_URL}?schema={schema}")
+            finally:
+                peers.drop_schema(schema)
+        if "sqlite" in stores:
+            rows += bench_store("sqlite", windows, duration_s, runs, None)
     summary: dict[str, dict[str, Any]] = {}
-    for store in stores:
+    for store in labels:
         for window in windows:
             runs_of = [r for r in rows if r["store"] == store and r["window"] == window]
             if not runs_of:
@@ -181,7 +236,7 @@ def run_ledger(windows: list[int], duration_s: float, runs: int, stores: list[st
         "samples": rows,
         "summary": summary,
         "best_events_per_s": {s: max((v["events_per_s"] or 0 for v in summary.get(s, {}).values()), default=None)
-                              for s in stores},
+                              for s in labels},
         "targets": [{"target": "ledger >= 20,000 events/s committed to PostgreSQL", "measured": best_pg,
                      "met": None if best_pg is None else best_pg >= 20000},
                     {"target": f"projection lag p99 <= 250 ms at {lag[0] if lag else 300:g} req/s",

@@ -26,6 +26,7 @@ from bench.procs import Proc
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 VENVS_DIR = BENCH_DIR / ".venvs"
+TREES_DIR = BENCH_DIR / ".trees"
 LITELLM_VERSION = os.environ.get("BENCH_LITELLM_VERSION", "1.108.7")
 SIM_KEY = "sim-key"
 BENCH_KEY = "2api_bench_key_0123456789abcdefghijklmnopqrstuvwx"
@@ -147,9 +148,28 @@ def drop_schema(schema: str) -> None:
 GATEWAY_ENV = {"TWOAPI_ANALYTICS": "off"}
 
 
+def baseline_tree(rev: str) -> tuple[Path, str]:
+    """The source of commit `rev` (`git archive`, unpacked once under bench/.trees/),
+    so that a run measures the working tree and an earlier commit side by side. "."
+    is the working tree itself (to compare two settings of the same code: --base-env)."""
+    if rev == ".":
+        return REPO_DIR, "working-tree"
+    sha = subprocess.run(["git", "rev-parse", "--short", rev], cwd=REPO_DIR, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    tree = TREES_DIR / sha
+    if not (tree / "gateway" / "cli.py").exists():
+        tree.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "archive", "--format=tar", sha], cwd=REPO_DIR, capture_output=True,
+                                 check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree, sha
+
+
 def start_gateway(sim: Stack, cpus: str | None, log_dir: Path, schema: str,
-                  extra_env: dict[str, str] | None = None, name: str = "gateway") -> Stack:
-    """2api as one `twoapi serve` process; `extra_env` on top of the bench's settings."""
+                  extra_env: dict[str, str] | None = None, name: str = "gateway",
+                  tree: Path | None = None, rev: str | None = None) -> Stack:
+    """2api as one `twoapi serve` process; `extra_env` on top of the bench's settings;
+    `tree`: run the code of that source tree (an earlier commit, see baseline_tree)."""
     database_url = f"{POSTGRES_URL}?schema={schema}"
     data_dir = log_dir / f"{name}-data"
     prepare_gateway_ledger(database_url, data_dir)
@@ -166,6 +186,7 @@ def start_gateway(sim: Stack, cpus: str | None, log_dir: Path, schema: str,
         "GOOGLE_API_KEY": SIM_KEY,
         "GOOGLE_BASE_URL": root,
         "PYTHONUNBUFFERED": "1",
+        **({"PYTHONPATH": str(tree)} if tree else {}),
         **(extra_env or {}),
     }
     proc = procs.start(
@@ -174,7 +195,7 @@ def start_gateway(sim: Stack, cpus: str | None, log_dir: Path, schema: str,
         cpus=cpus,
         log_dir=log_dir,
         env=env,
-        cwd=REPO_DIR,
+        cwd=tree or REPO_DIR,
     )
     stack = Stack(
         name,
@@ -187,9 +208,14 @@ def start_gateway(sim: Stack, cpus: str | None, log_dir: Path, schema: str,
             "ledger": f"PostgreSQL schema {schema}",
             "redis_url": REDIS_URL,
             "env_overrides": dict(extra_env or {}),
+            "code": f"commit {rev} (bench/.trees/{rev})" if rev else "the working tree",
         },
     )
-    _first_chat(stack, 60)
+    try:
+        _first_chat(stack, 60)
+    except BaseException:
+        proc.stop()  # never leave a gateway that did not come up running
+        raise
     return stack
 
 

@@ -45,6 +45,12 @@ def _f(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
+def _ratio(a: Any, b: Any) -> float | None:
+    if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or not b:
+        return None
+    return round(a / b, 2)
+
+
 def _table(header: list[str], rows: list[list[Any]]) -> str:
     rule = "|" + "|".join("---" if i < 2 else "---:" for i in range(len(header))) + "|"
     lines = ["| " + " | ".join(header) + " |", rule]
@@ -113,6 +119,15 @@ def overhead_markdown(result: dict[str, Any]) -> str:
         ol = r["open_loop"]
         out.append(f"- {ol['point']} added p99, ms: gateway {_f(ol['gateway'], 3)}, bare {_f(ol['bare'], 3)}, "
                    f"LiteLLM {_f(ol['litellm'], 3)}")
+    if "gateway_vs_base" in r:
+        rows = []
+        for key, metrics in r["gateway_vs_base"].items():
+            if key == "what":
+                continue
+            for metric, pair in metrics.items():
+                rows.append([key, metric, pair["gateway"], pair["base"], _ratio(pair["gateway"], pair["base"])])
+        out.append("\nWorking tree (gateway) vs the baseline commit (gateway_base), same run, medians:\n")
+        out.append(_table(["point", "figure", "gateway", "gateway_base", "gateway / base"], rows))
     if "gateway_all" in r:
         ga = r["gateway_all"]
         out.append(f"- gateway_all ({ga['what']}): added p50 at c=1 {_f(ga['added_p50_c1_ms'], 3)} ms, "
@@ -120,6 +135,9 @@ def overhead_markdown(result: dict[str, Any]) -> str:
                    f"CPU {_f(ga['cpu_ms_per_req_c32'], 3)} ms/req, RSS max {_f(ga['rss_mb_max'])} MB; its serving "
                    f"process alone: CPU {_f(ga.get('serving_process_cpu_ms_per_req_c32'), 3)} ms/req, "
                    f"RSS {_f(ga.get('serving_process_rss_mb_max'))} MB")
+    if r.get("gateway_tree_rss_mb_max") != r.get("gateway_rss_mb_max"):
+        out.append(f"- gateway RSS max, MB: serving process {_f(r.get('gateway_rss_mb_max'))}, with the projection "
+                   f"process beside it {_f(r.get('gateway_tree_rss_mb_max'))}")
     out.append(f"- CPU per request at c=32, ms: gateway {_f(r['gateway_cpu_ms_per_req_c32'], 3)}, "
                f"bare {_f(r['bare_cpu_ms_per_req_c32'], 3)}")
     if result.get("targets"):
