@@ -37,6 +37,7 @@ from ledger.projections.runner import wait_caught_up
 admin_api = Blueprint("admin", __name__, url_prefix="/admin")
 
 TENANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+KEY_ID = re.compile(r"^[0-9a-f]{32}$")  # a key's aggregate id, as hex
 READ_WAIT_S = 10.0  # how long a read waits for the projection to include earlier writes
 
 
@@ -138,6 +139,8 @@ async def _tenant_response(tenant: str, status: int = 200) -> Response:
 
 
 async def _tenant_detail(tenant: str) -> dict[str, Any]:
+    if not TENANT_NAME.match(tenant):  # no such name can exist (and a NUL is no SQL text)
+        raise _no_tenant(tenant)
     services = _services()
     await _caught_up()
     services.gate.invalidate(tenant)
@@ -218,6 +221,8 @@ async def set_key_routing(key_id: str) -> Response:
 
 
 async def _key_response(key_id: str) -> Response:
+    if not KEY_ID.match(key_id):
+        raise GatewayError("not_found", f"No key {key_id[:64]}.")
     services = _services()
     await _caught_up()
     key = await asyncio.to_thread(services.view.key, key_id)

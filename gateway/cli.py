@@ -41,10 +41,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
     ledger = _ledger()
-    if ledger.find_tenant(args.tenant) is None:
-        ledger.create_tenant(args.tenant)
-        print(f"created tenant {args.tenant}", file=sys.stderr)
-    issued = ledger.issue_key(args.tenant, label=args.label)
+    try:
+        if ledger.find_tenant(args.tenant) is None:
+            ledger.create_tenant(args.tenant)
+            print(f"created tenant {args.tenant}", file=sys.stderr)
+        issued = ledger.issue_key(args.tenant, label=args.label)
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 1
     print(orjson.dumps({"key": issued.secret, "key_id": issued.key_id, "prefix": issued.prefix,
                         "tenant": issued.tenant}).decode())
     print("The key is shown once; only its hash is stored.", file=sys.stderr)
@@ -52,7 +56,11 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
-    _ledger().revoke_key(args.key_id, reason=args.reason)
+    try:
+        _ledger().revoke_key(args.key_id, reason=args.reason)
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 1
     print(f"revoked {args.key_id}")
     return 0
 

@@ -22,6 +22,8 @@ from ledger.store import persistence_env
 from ledger.transcoder import OrjsonTranscoder
 
 KEY_PREFIX = "2api_"
+MAX_TEXT = 1000  # characters of a label, reference, reason or note
+MAX_NAME = 200  # of a tenant name or a price-book version
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,9 @@ class Ledger(Application[UUID]):
     # Tenants
 
     def create_tenant(self, name: str) -> Tenant:
+        _check_text("a tenant name", name, MAX_NAME)
+        if not name.strip():
+            raise ValueError("a tenant name is not empty")
         if self.find_tenant(name) is not None:
             raise ValueError(f"tenant {name!r} already exists")
         tenant = Tenant(name=name)
@@ -82,6 +87,7 @@ class Ledger(Application[UUID]):
         if tenant is None:
             raise ValueError(f"no tenant {tenant_name!r}")
         _check_amount(amount)
+        _check_text("reference", reference)
         tenant.add_credits(amount=money_text(amount), reference=reference)
         self.save(tenant)
 
@@ -90,6 +96,7 @@ class Ledger(Application[UUID]):
     def issue_key(self, tenant_name: str, label: str = "", secret: str | None = None) -> IssuedKey:
         if self.find_tenant(tenant_name) is None:
             raise ValueError(f"no tenant {tenant_name!r}")
+        _check_text("label", label)
         secret = secret or KEY_PREFIX + secrets.token_urlsafe(32)
         key_hash = hash_key(secret)
         if self._exists(ids.api_key_id(key_hash)):
@@ -106,7 +113,10 @@ class Ledger(Application[UUID]):
             return None
 
     def revoke_key(self, key_id: str, reason: str = "") -> None:
-        key: ApiKey = self.repository.get(UUID(key_id))
+        key = self.get_key(key_id)
+        if key is None:
+            raise ValueError(f"no key {key_id[:64]!r}")
+        _check_text("reason", reason)
         if not key.revoked:
             key.revoke(reason=reason)
             self.save(key)
@@ -150,6 +160,7 @@ class Ledger(Application[UUID]):
 
     def suspend_tenant(self, name: str, reason: str = "") -> Tenant:
         tenant = self._tenant(name)
+        _check_text("reason", reason)
         if not tenant.suspended:
             tenant.suspend(reason=reason)
             self.save(tenant)
@@ -157,6 +168,7 @@ class Ledger(Application[UUID]):
 
     def reactivate_tenant(self, name: str, reason: str = "") -> Tenant:
         tenant = self._tenant(name)
+        _check_text("reason", reason)
         if tenant.suspended:
             tenant.reactivate(reason=reason)
             self.save(tenant)
@@ -189,6 +201,8 @@ class Ledger(Application[UUID]):
         _check_amount(amount)
         if amount == 0:
             raise ValueError("an adjustment is a non-zero amount")
+        _check_text("reason", reason)
+        _check_text("corrects", corrects)
         tenant.adjust_balance(amount=money_text(amount), reason=reason, corrects=corrects)
         self.save(tenant)
 
@@ -205,6 +219,8 @@ class Ledger(Application[UUID]):
         """Publish a validated price table (see ledger/price_books.py); its version."""
         book = self.price_book() or PriceBook()
         version = version or f"v{len(book.versions) + 1}"
+        _check_text("version", version, MAX_NAME)
+        _check_text("note", note)
         if version in book.versions:
             raise ValueError(f"price book version {version!r} is already published")
         book.publish(version=version, effective_at=effective_at, prices=prices, note=note)
@@ -248,6 +264,7 @@ class Ledger(Application[UUID]):
         credential = self.find_provider_credential(tenant, provider)
         if credential is None or credential.ciphertext is None:
             return False
+        _check_text("reason", reason)
         credential.remove(reason=reason)
         self.save(credential)
         return True
@@ -260,6 +277,18 @@ class Ledger(Application[UUID]):
 
     def _exists(self, aggregate_id: UUID) -> bool:
         return bool(self.recorder.select_events(aggregate_id, limit=1))
+
+
+def _check_text(name: str, value: str, limit: int | None = None) -> None:
+    """Free text kept in events and projected into SQL: no NUL (PostgreSQL's text
+    cannot hold one, so one event would stop the projection for good) and bounded."""
+    limit = limit or MAX_TEXT
+    if not isinstance(value, str):
+        raise ValueError(f"{name} is text")
+    if "\x00" in value:
+        raise ValueError(f"{name} may not contain a NUL character")
+    if len(value) > limit:
+        raise ValueError(f"{name} is at most {limit} characters")
 
 
 def _check_amount(amount: Decimal) -> None:
