@@ -24,14 +24,16 @@ SCENARIOS = {
               "gateway at a steady 300 req/s (--rate)",
     "analytics": "4. dashboard queries over 10M rows on chDB (bench/analytics_queries.py; its options: --rows, "
                  "--runs, --keep DIR)",
-    "replay": "5. re-pricing and verify throughput over 1M requests: needs issue 7 (audit and re-pricing)",
+    "replay": "5. finance audit over 1M usage events on PostgreSQL: seal, re-pricing plan and apply (usage "
+              "events/s), verify, parquet export, projection catch-up (bench/replay.py; its options: "
+              "python -m bench replay --help)",
     "soak": "6. the gateway at a fixed rate (--rate, default 200 req/s, half streaming) for --minutes (default 10; "
             "--quick 1): RSS over time and latency drift",
     "profile": "py-spy on the gateway under wrk (--concurrency, default 32; --stream): CPU by thread, package, "
                "function",
     "all": "1-3 in sequence (about 9 minutes; --quick about 2)",
 }
-STUBS = {"replay": "issue 7"}
+STUBS: dict[str, str] = {}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -215,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
 
         sys.argv = ["python -m bench analytics", *argv[1:]]
         return analytics_main()
+    if argv[:1] == ["replay"]:  # scenario 5 too
+        from bench.replay import main as replay_main
+
+        return replay_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.scenario in STUBS:
         print(f"bench {args.scenario}: not measured yet, needs {STUBS[args.scenario]}. "

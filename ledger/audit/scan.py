@@ -13,13 +13,19 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 import orjson
-from eventsourcing.utils import get_topic
+from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.utils import get_topic, retry
+from psycopg import InterfaceError, OperationalError
+from psycopg.rows import tuple_row
+from psycopg.sql import SQL, Identifier
 
 from ledger.events import Request
 
 PAGE = 5000
+WINDOW = 100_000  # positions per query when scanning some topics (PostgreSQL)
 
 
 @dataclass(slots=True)
@@ -39,12 +45,29 @@ class Row:
     @property
     def event_id(self) -> str:
         """As ledger.accounts.event_id names it: `<aggregate id>/<version>`."""
-        return f"{self.originator_id}/{self.version}"
+        return f"{_id_text(self.originator_id)}/{self.version}"
 
     def digest(self) -> bytes:
         """The row's SHA-256: position, aggregate, version, topic and state bytes."""
-        head = f"{self.position}|{self.originator_id}|{self.version}|{self.topic}|".encode()
+        head = f"{self.position}|{_id_text(self.originator_id)}|{self.version}|{self.topic}|".encode()
         return hashlib.sha256(head + self.state).digest()
+
+
+_last_id: tuple[int, str] = (-1, "")
+
+
+def _id_text(originator_id: Any) -> str:
+    """str(originator_id), remembered for the last id: a request's events are stored
+    one after another, and a UUID's str() costs more than the rest of a digest's head."""
+    global _last_id
+    if not isinstance(originator_id, UUID):
+        return str(originator_id)
+    last = _last_id  # one tuple, read and replaced whole: safe across threads
+    if last[0] == originator_id.int:
+        return last[1]
+    text = str(originator_id)
+    _last_id = (originator_id.int, text)
+    return text
 
 
 def topics(*event_classes: type) -> tuple[str, ...]:
@@ -56,14 +79,75 @@ def rows(ledger: Any, after: int = 0, stop: int | None = None, only: Iterable[st
     """Stored events with position > `after` (and <= `stop`), in order; `only`: topics."""
     wanted = tuple(only)
     start = after
+    recorder = ledger.recorder
+    if isinstance(recorder, PostgresApplicationRecorder):
+        yield from _postgres_rows(recorder, start, stop, wanted, page)
+        return
     while True:
-        batch = ledger.recorder.select_notifications(start, page, stop=stop, topics=wanted,
-                                                     inclusive_of_start=False)
+        batch = recorder.select_notifications(start, page, stop=stop, topics=wanted, inclusive_of_start=False)
         for n in batch:
             yield Row(n.id, n.originator_id, n.originator_version, n.topic, bytes(n.state))
         if len(batch) < page:
             return
         start = batch[-1].id
+
+
+def _postgres_rows(recorder: PostgresApplicationRecorder, start: int, stop: int | None, topics: tuple[str, ...],
+                   page: int) -> Iterator[Row]:
+    """The same rows as the library's select_notifications pages, as plain tuples. A
+    scan of some topics reads positions WINDOW at a time: asked for the first `page`
+    rows of some topics after a position, PostgreSQL may plan (with statistics that
+    lag a bulk load) to read and sort every later row, for each page."""
+    head = 0
+    while True:
+        upper = stop
+        if topics:
+            upper = start + WINDOW if stop is None else min(stop, start + WINDOW)
+        found = _select_rows(recorder, start, page, upper, topics)
+        for position, originator_id, version, topic, state in found:
+            yield Row(position, originator_id, version, topic, state)
+        if len(found) == page:
+            start = found[-1][0]
+            continue
+        if upper is None or upper == stop:
+            return
+        if upper >= head:  # past the last position seen: is there more now?
+            head = recorder.max_notification_id() or 0
+            if upper >= head:
+                return
+        start = upper
+
+
+@retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # as the library's select_notifications
+def _select_rows(recorder: PostgresApplicationRecorder, start: int, limit: int, stop: int | None,
+                 topics: tuple[str, ...]) -> list[tuple[int, Any, int, str, bytes]]:
+    """`select_notifications(start, limit, stop, topics, inclusive_of_start=False)` without
+    building a dict and a Notification per row: tuples, fetched in binary (bytea as
+    bytes rather than hex text)."""
+    key = (recorder.datastore.schema, recorder.events_table_name, stop is not None, bool(topics))
+    statement = _SELECT.get(key)
+    if statement is None:
+        statement = SQL("SELECT notification_id, originator_id, originator_version, topic, state FROM "
+                        "{schema}.{table} WHERE notification_id > %s").format(
+            schema=Identifier(key[0]), table=Identifier(key[1]))
+        if stop is not None:
+            statement += SQL(" AND notification_id <= %s")
+        if topics:
+            statement += SQL(" AND topic = ANY(%s)")
+        statement += SQL(" ORDER BY notification_id LIMIT %s")
+        _SELECT[key] = statement
+    params: list[Any] = [start]
+    if stop is not None:
+        params.append(stop)
+    if topics:
+        params.append(list(topics))
+    params.append(limit)
+    with recorder.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row, binary=True) as curs:
+        curs.execute(statement, params, prepare=True)
+        return curs.fetchall()
+
+
+_SELECT: dict[tuple[str, str, bool, bool], Any] = {}
 
 
 def timestamp(fields: dict[str, Any]) -> datetime:
