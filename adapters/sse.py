@@ -21,15 +21,25 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator
 
 _BOM = b"\xef\xbb\xbf"
+# An upstream that never ends a line (or an event) must not grow our memory without
+# bound: past this many bytes pending, the stream is malformed.
+MAX_PENDING_BYTES = 16 * 1024 * 1024
+
+
+class SSEOverflow(ValueError):
+    """A line or an event longer than MAX_PENDING_BYTES."""
 _COLON = 58  # ord(":")
 _SPACE = 32  # ord(" ")
 
 
 class SSEParser:
-    __slots__ = ("_buf", "_data", "_event", "_skip_lf", "_started")
+    __slots__ = ("_data", "_event", "_skip_lf", "_started", "_tail", "_tail_len")
 
     def __init__(self) -> None:
-        self._buf = b""  # an incomplete line
+        # The pieces of an incomplete line, joined once its end arrives (joining on
+        # every piece would cost quadratic time for a long line).
+        self._tail: list[bytes] = []
+        self._tail_len = 0
         self._data: bytes | None = None  # data of the event being assembled
         self._event: str | None = None  # its type, if an `event:` line named one
         self._skip_lf = False
@@ -43,8 +53,12 @@ class SSEParser:
             self._skip_lf = False
             if chunk.startswith(b"\n"):
                 chunk = chunk[1:]
-        if self._buf:
-            chunk = self._buf + chunk
+        if self._tail:
+            if b"\n" not in chunk and b"\r" not in chunk:
+                self._keep(chunk)
+                return []
+            chunk = b"".join(self._tail) + chunk
+            self._tail, self._tail_len = [], 0
         elif not self._started:
             self._started = True
             if chunk.startswith(_BOM):
@@ -54,9 +68,10 @@ class SSEParser:
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         end = chunk.rfind(b"\n")
         if end < 0:
-            self._buf = chunk
+            self._keep(chunk)
             return []
-        self._buf = chunk[end + 1 :]
+        if end + 1 < len(chunk):
+            self._keep(chunk[end + 1 :])
 
         events: list[tuple[str, bytes]] = []
         data = self._data
@@ -91,9 +106,17 @@ class SSEParser:
                 event = chunk[start:nl].decode("utf-8", "replace")
             # comments (":..."), id, retry and unknown fields are ignored
             pos = nl + 1
+        if data is not None and len(data) > MAX_PENDING_BYTES:
+            raise SSEOverflow(f"an event of more than {MAX_PENDING_BYTES} bytes")
         self._data = data
         self._event = event
         return events
+
+    def _keep(self, piece: bytes) -> None:
+        self._tail.append(piece)
+        self._tail_len += len(piece)
+        if self._tail_len > MAX_PENDING_BYTES:
+            raise SSEOverflow(f"a line of more than {MAX_PENDING_BYTES} bytes")
 
 
 async def aiter_sse(chunks: AsyncIterable[bytes]) -> AsyncIterator[tuple[str, bytes]]:
