@@ -42,6 +42,8 @@ from psycopg.pq import TransactionStatus
 from psycopg.sql import SQL, Identifier
 from psycopg_pool import ConnectionPool
 
+PIPELINE_MAX_BYTES = 4 * 1024 * 1024  # event state in one pipelined transaction, at most
+
 
 def check_if_readable(conn: Connection[Any]) -> None:
     """The pool's check on checkout: ping only a connection with something to read
@@ -72,7 +74,9 @@ class FailFastPostgresRecorder(PostgresApplicationRecorder):
             datastore.pool._check = check_if_readable  # instead of SELECT 1 on every checkout
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
-        if kwargs or self.datastore.enable_db_functions:
+        # `Application.save` passes `tracking=None`: only a real tracking record (a
+        # process application) or the library's DB function needs the library's path.
+        if kwargs.get("tracking") is not None or set(kwargs) - {"tracking"} or self.datastore.enable_db_functions:
             # Tracking records (process applications), or the library's own function.
             return PostgresApplicationRecorder.insert_events.__wrapped__(self, stored_events, **kwargs)  # type: ignore[attr-defined]
         return self._insert(stored_events, self.insert_arrays_statement)
@@ -91,12 +95,16 @@ class FailFastPostgresRecorder(PostgresApplicationRecorder):
             [e.topic for e in stored_events],
             [e.state for e in stored_events],
         )
+        # A large batch (a re-pricing run saves tens of MB at once) goes without the
+        # pipeline: in pipeline mode psycopg can block sending a big query while the
+        # server blocks sending it results (psycopg issue 685), and both wait forever.
+        large = sum(len(state) for state in columns[3]) > PIPELINE_MAX_BYTES
         with self.datastore.get_connection() as conn:
             curs = conn.cursor()
             try:
                 # Leaving the pipeline sends it all (BEGIN ... COMMIT) with one sync and
                 # raises the first error, e.g. a duplicate (originator, version).
-                with conn.pipeline(), conn.transaction():
+                with contextlib.nullcontext() if large else conn.pipeline(), conn.transaction():
                     self._lock_table(curs)
                     self._notify_channel(curs)
                     curs.execute(statement, columns, prepare=True)
