@@ -22,7 +22,7 @@ usage row); the report is clean when there are none.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -31,7 +31,7 @@ from typing import Any
 from uuid import UUID
 
 from ledger.accounts import postings
-from ledger.audit.scan import Row, rows, timestamp
+from ledger.audit.scan import Owners, Row, rows, timestamp, topics
 from ledger.audit.seal import LEAF_HEX, Seal, seals
 from ledger.events import PriceBook, RepricingRun, Request, Tenant
 from ledger.price_books import book_of, parse_time
@@ -39,6 +39,7 @@ from ledger.pricing import PriceBook as Book
 from ledger.projections.views import UsageDelta
 
 ZERO = Decimal(0)
+RECENT_TERMINALS = 100_000
 REPRICE_PREFIX = "reprice:"  # BalanceAdjusted.corrects of a re-pricing run
 
 
@@ -192,15 +193,18 @@ class _TamperCheck:
 class _Replay:
     """The derived figures and invariants, recomputed from the events."""
 
-    def __init__(self, base: Book, report: Report) -> None:
+    def __init__(self, base: Book, report: Report, ledger: Any, corrected: set[str]) -> None:
         self.report = report
         self.known_books: dict[str, Book] = {base.version: base}
         self.effective: dict[str, datetime] = {}  # published version -> in force from
         self.tenants: dict[UUID, str] = {}
-        self.requests: dict[UUID, tuple[str, str]] = {}
-        self.open: set[UUID] = set()
-        self.closed: set[UUID] = set()
-        self.costs: dict[str, Decimal] = {}  # usage event id -> cost as it stands
+        # Memory stays bounded by what is in flight, not by the ledger's size: a
+        # request's events are stored together, so its owner and terminal are near.
+        self.owners = Owners(ledger)
+        self.open: set[UUID] = set()  # received, terminal not yet seen
+        self.closed: OrderedDict[UUID, None] = OrderedDict()  # the latest terminals
+        self.corrected = corrected  # usage events some re-pricing run corrects
+        self.costs: dict[str, Decimal] = {}  # of those, the cost as it stands
         self.balances: dict[str, Decimal] = defaultdict(Decimal)
         self.usage: dict[UsageKey, UsageDelta] = defaultdict(UsageDelta)  # the projection's counters
         self.spend: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
@@ -232,7 +236,7 @@ class _Replay:
         self.effective[f["version"]] = parse_time(f["effective_at"])
 
     def _received(self, row: Row, f: dict[str, Any]) -> None:
-        self.requests[row.originator_id] = (f["tenant"], f["key_id"])
+        self.owners.received(row.originator_id, f)
         self.open.add(row.originator_id)
         self.report.requests += 1
 
@@ -240,20 +244,23 @@ class _Replay:
         request = row.originator_id
         if request in self.open:
             self.open.discard(request)
-            self.closed.add(request)
-        elif request in self.closed:
+            self.closed[request] = None
+            if len(self.closed) > RECENT_TERMINALS:
+                self.closed.popitem(last=False)
+        elif request in self.closed or self.owners.of(request) is not None:
             self.report.add("invariant", f"request req_{request.hex}", "has more than one terminal event")
         else:
             self.report.add("invariant", f"request req_{request.hex}", "has a terminal event but no Received")
 
     def _usage(self, row: Row, f: dict[str, Any]) -> None:
         self.report.usage_events += 1
-        owner = self.requests.get(row.originator_id)
+        owner = self.owners.of(row.originator_id)
         tenant = owner[0] if owner else None
         cost = Decimal(f["cost"])
         self._check_usage(row, f, cost)
         self._post(_event(Request.UsageMetered, row, f), tenant)
-        self.costs[row.event_id] = cost
+        if row.event_id in self.corrected:
+            self.costs[row.event_id] = cost
         if owner is None:
             self.report.add("invariant", f"event {row.event_id}", "usage of a request with no Received event")
             return
@@ -410,6 +417,12 @@ def _show(totals: AnalyticsTotals) -> str:
 # -- the whole check ---------------------------------------------------------------------
 
 
+def corrected_events(ledger: Any) -> set[str]:
+    """The usage events that re-pricing runs correct (usually few: read first, so the
+    main pass keeps only their costs)."""
+    return {c[0] for row in rows(ledger, only=topics(RepricingRun.UsageRepriced)) for c in row.fields()["corrections"]}
+
+
 def verify(ledger: Any, base: Book, view: Any | None = None, scope: Scope = Scope(),
            analytics_totals: dict[str, AnalyticsTotals] | None = None,
            progress: Callable[[int], None] | None = None) -> Report:
@@ -421,7 +434,7 @@ def verify(ledger: Any, base: Book, view: Any | None = None, scope: Scope = Scop
     report.head = all_seals[-1].chain if all_seals else ""
     report.checked += ["tamper", "invariants"]
     tamper = _TamperCheck(all_seals, report)
-    replay = _Replay(base, report)
+    replay = _Replay(base, report, ledger, corrected_events(ledger))
     for row in rows(ledger):
         report.events += 1
         tamper.row(row)

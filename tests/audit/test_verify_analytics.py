@@ -51,7 +51,7 @@ def test_verify_compares_each_tenants_cost_with_the_analytics(sqlite_analytics_g
 
 def test_a_tenant_whose_analytics_cost_differs_is_named():
     report = Report()
-    replay = _Replay(base_price_book(), report)
+    replay = _Replay(base_price_book(), report, None, set())
     replay.tenant_costs.update({"acme": Decimal("0.000100000"), "beta": Decimal("0.5"), "gamma": Decimal(1)})
     replay.tenant_tokens.update({"acme": [10, 20, 0], "beta": [5, 5, 5], "gamma": [1, 1, 0]})
     analytics = {"acme": (Decimal("0.000100001"), 10, 20, 0), "beta": (Decimal("0.5"), 5, 5, 5),
