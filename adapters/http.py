@@ -31,6 +31,7 @@ from .sse import SSEParser
 
 CONNECT_TIMEOUT_S = 10.0  # streams: at most this long to get a connection
 DRAIN_TIMEOUT_S = 1.0  # after a stream's end marker, wait this long for the body's end
+MAX_BODY_BYTES = 64 * 1024 * 1024  # a non-streamed upstream answer, at most
 _PARSE_ERRORS = (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError, ValueError)
 
 
@@ -146,7 +147,7 @@ async def post_json(
             timeout=plain_timeout(timeout_s),
             allow_redirects=False,
         ) as resp:
-            body = await resp.read()
+            body = await _read_capped(resp, provider)
             status = resp.status
             if status >= 300:
                 raise _status_error(provider, status, body, resp.headers, parse_error)
@@ -160,6 +161,21 @@ async def post_json(
         return orjson.loads(body)
     except orjson.JSONDecodeError:
         raise malformed(provider) from None
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, provider: str) -> bytes:
+    """The whole body, unless it is larger than any answer we relay (images as base64
+    included): then the answer is malformed, rather than our memory unbounded."""
+    if (resp.content_length or 0) > MAX_BODY_BYTES:
+        raise malformed(provider)
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await resp.content.readany():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise malformed(provider)
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 async def open_stream(

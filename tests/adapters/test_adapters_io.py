@@ -184,6 +184,17 @@ async def test_unparsable_body_is_a_malformed_response(provider, http, name):
 
 
 @providers
+async def test_an_answer_larger_than_the_cap_is_malformed_not_buffered(provider, http, name, monkeypatch):
+    import adapters.http
+
+    monkeypatch.setattr(adapters.http, "MAX_BODY_BYTES", 64)  # the real cap is 64 MiB
+    provider.reply(Reply(body=b'{"pad": "' + b"x" * 500 + b'"}'))
+    with pytest.raises(UpstreamError) as info:
+        await CASES[name].cls(http).complete(BODY, target(provider, name))
+    assert info.value.message == f"malformed response from {name}"
+
+
+@providers
 async def test_200_error_object_on_the_stream_endpoint_is_raised_before_streaming(
     provider, http, name
 ):
