@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pyarrow.parquet as pq
 
-from tests.audit.traffic import make_traffic
+from tests.audit.traffic import make_traffic, unsealed_head
 from tests.tenancy.conftest import caught_up
 
 
@@ -105,7 +105,7 @@ def test_exports_in_every_format_reconcile_with_usage_and_balances(gw, admin, le
 def test_reprice_dry_run_prints_a_table_and_records_nothing(gw, admin, ledger_and_view, tmp_path: Path):
     ledger, view = ledger_and_view
     make_traffic(gw, admin, ledger, view)
-    head = ledger.recorder.max_notification_id()
+    head = unsealed_head(ledger)
     same = twoapi(gw, "reprice", "--price-book", "base", "--format", "csv")
     assert same.returncode == 0, same.stderr
     rows = list(csv.reader(io.StringIO(same.stdout)))
@@ -113,6 +113,6 @@ def test_reprice_dry_run_prints_a_table_and_records_nothing(gw, admin, ledger_an
     assert rows[-1][0] == "TOTAL" and Decimal(rows[-1][5]) == 0 and int(rows[-1][2]) == 6
     table = twoapi(gw, "reprice", "--price-book", "base")
     assert "dry run: nothing recorded" in table.stdout and "TOTAL" in table.stdout
-    assert ledger.recorder.max_notification_id() == head
+    assert unsealed_head(ledger) == head
     bad = twoapi(gw, "reprice", "--price-book", "no-such-version")
     assert bad.returncode == 2 and "no file and no price-book version" in bad.stderr

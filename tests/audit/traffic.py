@@ -6,6 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from eventsourcing.utils import get_topic
+
+from ledger.audit.scan import rows
+from ledger.events import LedgerSeal
 from tests.support import RunningGateway
 from tests.tenancy.conftest import MESSAGES, Admin, Tenant, caught_up, client
 
@@ -43,3 +47,10 @@ def make_traffic(gw: RunningGateway, admin: Admin, ledger: Any, view: Any, reque
             request_ids.append(raw.headers["x-request-id"])
     caught_up(ledger, view)
     return Traffic({t.name: t for t in tenants}, request_ids)
+
+
+def unsealed_head(ledger: Any) -> int:
+    """The position of the newest event other than a seal: what a dry run must not move
+    (the gateway's projection worker seals the ledger every few seconds meanwhile)."""
+    seal = get_topic(LedgerSeal.LedgerSealed)
+    return max((r.position for r in rows(ledger) if r.topic != seal), default=0)
