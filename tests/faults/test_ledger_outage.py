@@ -56,7 +56,9 @@ def test_a_database_outage_answers_503_then_recovers_without_gaps_or_doubles(pri
     time.sleep(1.0)
     private_postgres.stop()
     down_at = time.monotonic()
-    time.sleep(4.0)
+    # Long enough that the window below (from 2.5 s in) outlasts a refused request's
+    # wait for a connection (2 s): every client ends at least one request inside it.
+    time.sleep(6.0)
     private_postgres.start()
     up_at = time.monotonic()
     time.sleep(4.0)
