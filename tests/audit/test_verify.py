@@ -13,6 +13,8 @@ def test_a_ledger_with_traffic_verifies_clean_and_sealed(gw, admin, ledger_and_v
     ledger, view = ledger_and_view
     make_traffic(gw, admin, ledger, view)
     seal_pending(ledger, max_events=17)  # beside the gateway's own sealing
+    admin.credits("acme", "1.00", "after the first seals")
+    seal_pending(ledger)  # one more seal at least, chained to those before
     report = verify(ledger, base_price_book(), view)
     assert report.ok, [str(f) for f in report.findings]
     assert report.seals >= 2  # chained (how many depends on whether the gateway sealed first)
