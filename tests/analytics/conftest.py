@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
+from analytics.config import AnalyticsConfig
+from analytics.store import AnalyticsStore, migrate
 from ledger.application import Ledger
 from tests.support import RunningGateway, gateway_settings, start_gateway
 
@@ -137,3 +139,20 @@ def ledger_totals_by_request(database_url: str | None, data_dir: Path, request_i
     finally:
         ledger.close()
     return totals
+
+
+# -- an empty SQLite ledger and chDB store, for projection tests
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    opened = Ledger.open(None, tmp_path / "ledger")
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[AnalyticsStore]:
+    opened = AnalyticsStore.open(AnalyticsConfig(data_dir=tmp_path / "analytics-data"))
+    migrate(opened)
+    yield opened
+    opened.close()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 
 from analytics.config import AnalyticsConfig
 from analytics.projection import AnalyticsProjection
-from analytics.store import AnalyticsStore, migrate
+from analytics.store import AnalyticsStore
 from ledger.application import Ledger
 from tests.analytics.conftest import ADMIN_TOKEN, ledger_totals_by_request, seed_tenants, start_analytics_gateway
 from tests.analytics.synthetic import Expected, seed_ledger, write_requests
@@ -63,21 +62,6 @@ def _cols(name: str):
     from analytics import rows
 
     return getattr(rows, f"{name}_COLUMNS")
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    opened = Ledger.open(None, tmp_path / "ledger")
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[AnalyticsStore]:
-    opened = AnalyticsStore.open(AnalyticsConfig(data_dir=tmp_path / "analytics-data"))
-    migrate(opened)
-    yield opened
-    opened.close()
 
 
 def assert_exact(store: AnalyticsStore, expected: Expected) -> None:

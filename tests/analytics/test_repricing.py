@@ -7,20 +7,17 @@ usage it corrects; to the nano-dollar, also after a crash mid-batch.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from uuid import uuid4
 
 import pytest
 
 from analytics import queries
 from analytics import rows as R
-from analytics.config import AnalyticsConfig
 from analytics.projection import AnalyticsProjection
 from analytics.reconcile import ledger_totals
-from analytics.store import AnalyticsStore, migrate
+from analytics.store import AnalyticsStore
 from ledger.accounts import replay_balances
 from ledger.application import Ledger
 from ledger.ids import format_request_id
@@ -131,21 +128,6 @@ class CrashingProjection(AnalyticsProjection):
             self.crashed = True
             raise Crash(self.point)
         super()._save_state(position)
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    opened = Ledger.open(None, tmp_path / "ledger")
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[AnalyticsStore]:
-    opened = AnalyticsStore.open(AnalyticsConfig(data_dir=tmp_path / "analytics-data"))
-    migrate(opened)
-    yield opened
-    opened.close()
 
 
 def assert_follows(store: AnalyticsStore, ledger: Ledger, usages: list[Usage], requests: dict[str, int]) -> None:
