@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -134,23 +135,24 @@ def _analytics_totals(args: argparse.Namespace, settings: Settings) -> tuple[dic
 
 
 def cmd_ledger_seal(args: argparse.Namespace) -> int:
-    from ledger.audit.seal import Sealer, seal_pending
-    from ledger.projections.runner import lease_for
+    from ledger.audit.seal import seal_pending
 
-    settings, ledger = _open()
-    if args.follow:
-        lease = lease_for(settings.database_url, settings.data_dir, "sealer")
-        sealer = Sealer(ledger, lease, interval_s=args.interval).start()
-        print("sealing the ledger as it grows (Ctrl-C to stop)", file=sys.stderr, flush=True)
-        try:
-            while True:
-                sealer._stopping.wait(3600)
-        except KeyboardInterrupt:
-            sealer.stop()
+    _, ledger = _open()
+    # Beside a running sealer (a gateway's projection worker) too: two sealers cannot
+    # both seal a range, the second reads the first's seal.
+    if not args.follow:
+        print(f"sealed {seal_pending(ledger)} events")
         return 0
-    sealed = seal_pending(ledger)  # beside a running sealer too: the two cannot both seal a range
-    print(f"sealed {sealed} events")
-    return 0
+    print("sealing the ledger as it grows (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    try:
+        while True:
+            try:
+                seal_pending(ledger)
+            except Exception as error:  # the store is down: try again next time
+                print(f"seal failed: {type(error).__name__}: {str(error)[:200]}", file=sys.stderr, flush=True)
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        return 0
 
 
 # -- ledger export ----------------------------------------------------------------------

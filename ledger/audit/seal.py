@@ -12,7 +12,7 @@ is what to publish elsewhere (an auditor's notes, a ticket) to pin the head.
 `seal_pending()` seals whatever is stored and not yet sealed. The leading tenancy
 projection worker (ledger/projections/runner.py) runs it every few seconds, so a
 running gateway (or `twoapi projections run`) seals its ledger; `twoapi ledger seal`
-runs it once, and `--follow` in a `Sealer` thread. Two sealers racing are harmless:
+runs it once, and `--follow` every few seconds. Two sealers racing are harmless:
 a seal is the next version of one aggregate, so the second fails and reads the
 first's. PostgreSQL assigns notification ids under a table lock at insert, so ids
 become visible in order and a seal never skips a row that commits later.
@@ -21,7 +21,6 @@ become visible in order and a seal never skips a row that commits later.
 from __future__ import annotations
 
 import hashlib
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
@@ -127,34 +126,3 @@ def _seal_event(version: int, previous: str, batch: list[Row]) -> LedgerSeal.Led
         chain=chain_hash(previous, first, last, len(batch), digest),
     )
 
-
-class Sealer:
-    """Seals the ledger every `interval_s` in a thread, while holding `lease`."""
-
-    def __init__(self, ledger: Any, lease: Any, interval_s: float = 5.0) -> None:
-        self.ledger = ledger
-        self.lease = lease
-        self.interval_s = interval_s
-        self.sealed = 0
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> Sealer:
-        self._thread = threading.Thread(target=self._run, name="ledger-sealer", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        while not self._stopping.wait(self.interval_s):
-            try:
-                if not self.lease.acquire():
-                    continue
-                self.sealed += seal_pending(self.ledger)
-            except Exception as error:  # the store is down: try again next time
-                log.warning("seal_failed", error=type(error).__name__, detail=str(error)[:200])
-        self.lease.release()

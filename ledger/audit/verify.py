@@ -22,6 +22,7 @@ usage row); the report is clean when there are none.
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,13 +31,16 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.utils import get_topic
+
 from ledger.accounts import postings
-from ledger.audit.scan import Owners, Row, rows, timestamp, topics
+from ledger.audit.scan import Owners, Row, rows, timestamp
 from ledger.audit.seal import LEAF_HEX, Seal, seals
 from ledger.events import PriceBook, RepricingRun, Request, Tenant
 from ledger.price_books import book_of, parse_time
 from ledger.pricing import PriceBook as Book
 from ledger.projections.views import UsageDelta
+from ledger.repricing import current_costs
 
 ZERO = Decimal(0)
 RECENT_TERMINALS = 100_000
@@ -72,7 +76,6 @@ class Report:
     head: str = ""  # the newest seal's chain hash
     requests: int = 0
     usage_events: int = 0
-    balances: dict[str, Decimal] = field(default_factory=dict)
     checked: list[str] = field(default_factory=list)
 
     @property
@@ -180,8 +183,6 @@ class _TamperCheck:
                         f"the event sealed at position {position} by seal {seal.version} is missing (deleted)")
 
     def _close(self, seal: Seal) -> None:
-        import hashlib
-
         digests = self.digests.pop(seal.version, [])
         if seal.version not in self.named and hashlib.sha256(b"".join(digests)).hexdigest() != seal.digest:
             self.report.add("tamper", f"seal {seal.version}", "the digest over its events does not match")
@@ -343,23 +344,17 @@ class _Replay:
     HANDLERS: dict[str, Callable[[_Replay, Row, dict[str, Any]], None]] = {}
 
 
-def _topic(cls: type) -> str:
-    from eventsourcing.utils import get_topic
-
-    return get_topic(cls)
-
-
-CREDITS_TOPIC = _topic(Tenant.CreditsAdded)
+CREDITS_TOPIC = get_topic(Tenant.CreditsAdded)
 _Replay.HANDLERS = {
-    _topic(Tenant.Created): _Replay._tenant_created,
+    get_topic(Tenant.Created): _Replay._tenant_created,
     CREDITS_TOPIC: _Replay._money,
-    _topic(Tenant.BalanceAdjusted): _Replay._money,
-    _topic(PriceBook.Published): _Replay._published,
-    _topic(Request.Received): _Replay._received,
-    _topic(Request.Completed): _Replay._terminal,
-    _topic(Request.Failed): _Replay._terminal,
-    _topic(Request.UsageMetered): _Replay._usage,
-    _topic(RepricingRun.UsageRepriced): _Replay._repriced,
+    get_topic(Tenant.BalanceAdjusted): _Replay._money,
+    get_topic(PriceBook.Published): _Replay._published,
+    get_topic(Request.Received): _Replay._received,
+    get_topic(Request.Completed): _Replay._terminal,
+    get_topic(Request.Failed): _Replay._terminal,
+    get_topic(Request.UsageMetered): _Replay._usage,
+    get_topic(RepricingRun.UsageRepriced): _Replay._repriced,
 }
 
 
@@ -417,12 +412,6 @@ def _show(totals: AnalyticsTotals) -> str:
 # -- the whole check ---------------------------------------------------------------------
 
 
-def corrected_events(ledger: Any) -> set[str]:
-    """The usage events that re-pricing runs correct (usually few: read first, so the
-    main pass keeps only their costs)."""
-    return {c[0] for row in rows(ledger, only=topics(RepricingRun.UsageRepriced)) for c in row.fields()["corrections"]}
-
-
 def verify(ledger: Any, base: Book, view: Any | None = None, scope: Scope = Scope(),
            analytics_totals: dict[str, AnalyticsTotals] | None = None,
            progress: Callable[[int], None] | None = None) -> Report:
@@ -434,7 +423,7 @@ def verify(ledger: Any, base: Book, view: Any | None = None, scope: Scope = Scop
     report.head = all_seals[-1].chain if all_seals else ""
     report.checked += ["tamper", "invariants"]
     tamper = _TamperCheck(all_seals, report)
-    replay = _Replay(base, report, ledger, corrected_events(ledger))
+    replay = _Replay(base, report, ledger, set(current_costs(ledger)))  # usually few: read first
     for row in rows(ledger):
         report.events += 1
         tamper.row(row)
@@ -446,7 +435,6 @@ def verify(ledger: Any, base: Book, view: Any | None = None, scope: Scope = Scop
             progress(10_000)
     tamper.finish()
     replay.finish()
-    report.balances = {a: v for a, v in replay.balances.items() if scope.account_in(a)}
     if view is not None:
         compare_projection(report, replay, view, scope)
     if analytics_totals is not None:
