@@ -11,6 +11,12 @@
   the one it follows (views.py), so two runners could not apply an event twice.
 * It uses the library's `ProjectionRunner` and subscription: PostgreSQL's LISTEN/
   NOTIFY subscription, and for SQLite (whose recorder has none) a polling one.
+* Both pull at most every `PULL_INTERVAL_S`. Each pull ends in a flush (one
+  transaction on the view), and pulling on every NOTIFY made that one transaction
+  per commit: at one request in flight ~2 ms of CPU per request beside the gateway,
+  on a 2-core host CPU the gateway does not get. Paced, a flush carries whatever was
+  committed in the interval; the lag it adds (at most the interval) is well inside
+  the projection's budget (p99 <= 250 ms).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from warnings import warn
 
 import structlog
 from eventsourcing.persistence import ApplicationRecorder, InfrastructureFactory, ListenNotifySubscription, Subscription
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresSubscription
 from eventsourcing.projection import ProjectionRunner
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from eventsourcing.utils import Environment, get_topic
@@ -39,11 +46,12 @@ from eventsourcing.utils import Environment, get_topic
 from ledger.application import Ledger
 from ledger.projections.tenancy import PROJECTION_NAME, TOPICS, TenancyProjection
 from ledger.projections.views import APPLICATION_NAME, PostgresTenancyView, SQLiteTenancyView, TenancyView
+from ledger.recorders import FailFastPostgresRecorder
 from ledger.store import connect_kwargs, persistence_env
 
 log = structlog.get_logger("ledger.projections")
 
-POLL_INTERVAL_S = 0.05
+PULL_INTERVAL_S = 0.05
 SEAL_INTERVAL_S = 10.0  # how often the leading projection worker seals new events
 
 
@@ -60,7 +68,7 @@ class PollingSubscription(ListenNotifySubscription[ApplicationRecorder]):
 
     def _tick(self) -> None:
         while not self._has_been_stopped:
-            time.sleep(POLL_INTERVAL_S)
+            time.sleep(PULL_INTERVAL_S)
             self._has_been_notified.set()
 
     def __exit__(self, *args: object, **kwargs: Any) -> None:
@@ -73,6 +81,36 @@ class PollingSubscription(ListenNotifySubscription[ApplicationRecorder]):
 class SubscribableSQLiteApplicationRecorder(SQLiteApplicationRecorder):
     def subscribe(self, gt: int | None = None, topics: Sequence[str] = ()) -> Subscription[ApplicationRecorder]:
         return PollingSubscription(recorder=self, gt=gt, topics=topics)
+
+
+# -- PostgreSQL: the library's LISTEN/NOTIFY subscription, paced ----------------------
+
+
+class PacedPostgresSubscription(PostgresSubscription):
+    """Pulls when notified, but not sooner than `PULL_INTERVAL_S` after the last pull
+    (a backlog is still read page after page without pause)."""
+
+    def __init__(self, recorder: PostgresApplicationRecorder, gt: int | None = None,
+                 topics: Sequence[str] = ()) -> None:
+        self._next_pull = 0.0
+        self._stopped = threading.Event()
+        super().__init__(recorder=recorder, gt=gt, topics=topics)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        super().stop()
+
+    def _pull(self) -> None:
+        pause = self._next_pull - time.monotonic()
+        if pause > 0 and self._stopped.wait(pause):
+            return
+        self._next_pull = time.monotonic() + PULL_INTERVAL_S
+        super()._pull()
+
+
+class FollowingPostgresRecorder(FailFastPostgresRecorder):
+    def subscribe(self, gt: int | None = None, topics: Sequence[str] = ()) -> Subscription[ApplicationRecorder]:
+        return PacedPostgresSubscription(recorder=self, gt=gt, topics=topics)
 
 
 # -- where the view lives -----------------------------------------------------------
@@ -96,6 +134,7 @@ def runner_env(database_url: str | None, data_dir: Path) -> dict[str, str]:
         # It never creates the ledger's tables (DDL racing the gateway's own could
         # fail with "tuple concurrently updated"): until they exist it retries.
         env["LEDGER_CREATE_TABLE"] = "n"
+        env["APPLICATION_RECORDER_TOPIC"] = get_topic(FollowingPostgresRecorder)
         env["LEDGER_POSTGRES_POOL_SIZE"] = "2"
         env["LEDGER_POSTGRES_MAX_OVERFLOW"] = "2"
         env[prefix + "POSTGRES_POOL_SIZE"] = "1"
