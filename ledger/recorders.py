@@ -20,6 +20,14 @@ and every reader of the library are unchanged; only the parameters' wire format
 differs. And the whole transaction (BEGIN, lock, NOTIFY, INSERT, COMMIT) goes to the
 server in one pipeline with one sync: one round trip per commit instead of two.
 
+Append in one statement. The ledger writer's commits (`append_events`) call a
+PL/pgSQL function that takes the same lock, notifies and inserts the four arrays: one
+statement in autocommit, so one round trip with no pipeline to drive. Measured here
+for a 6-event commit: 0.58 vs 1.06 ms p50, 240 vs 600 us of client CPU (psycopg's
+pipeline machinery is Python). The function is created with the tables
+(`create_table`, `CREATE OR REPLACE`, as the library creates its own); a recorder that
+did not create the tables (`CREATE_TABLE=n`) keeps the pipelined transaction.
+
 Ping only when needed. `POSTGRES_PRE_PING` makes the pool run `SELECT 1` on every
 checkout: a round trip on every commit, to catch connections the server has closed.
 A connection the server closed (restart, terminated backend) has a readable socket
@@ -70,6 +78,28 @@ class FailFastPostgresRecorder(PostgresApplicationRecorder):
             id_type=Identifier(datastore.originator_id_type),
         )
         self.insert_arrays_statement = self.append_statement + SQL(" RETURNING notification_id")
+        function = Identifier(datastore.schema, f"twoapi_append_{self.events_table_name}"[:63])
+        self.create_append_function = SQL(
+            "CREATE OR REPLACE FUNCTION {function}"
+            "(ids {id_type}[], versions bigint[], topics text[], states bytea[]) RETURNS void"
+            " LANGUAGE plpgsql AS $body$ BEGIN"
+            " SET LOCAL lock_timeout = '{lock_timeout}s';"
+            " LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE;"
+            " NOTIFY {channel};"
+            " INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state)"
+            " SELECT * FROM unnest(ids, versions, topics, states);"
+            " END $body$"
+        ).format(
+            function=function,
+            id_type=Identifier(datastore.originator_id_type),
+            lock_timeout=datastore.lock_timeout,
+            schema=Identifier(datastore.schema),
+            table=Identifier(self.events_table_name),
+            channel=Identifier(self.channel_name),
+        )
+        self.call_append_function = SQL("SELECT {function}(%b, %b, %b, %b)").format(function=function)
+        self.sql_create_statements.append(self.create_append_function)
+        self.append_function_ready = False  # until this recorder has created the tables
         if datastore.pre_ping:
             datastore.pool._check = check_if_readable  # instead of SELECT 1 on every checkout
 
@@ -81,20 +111,25 @@ class FailFastPostgresRecorder(PostgresApplicationRecorder):
             return PostgresApplicationRecorder.insert_events.__wrapped__(self, stored_events, **kwargs)  # type: ignore[attr-defined]
         return self._insert(stored_events, self.insert_arrays_statement)
 
+    def create_table(self) -> None:
+        super().create_table()
+        self.append_function_ready = True
+
     def append_events(self, stored_events: Sequence[StoredEvent]) -> None:
         """`insert_events` without returning the notification ids (the ledger writer
-        has no use for them)."""
-        self._insert(stored_events, self.append_statement)
+        has no use for them), in one statement when the function is there."""
+        if not stored_events:
+            return
+        if not self.append_function_ready:
+            self._insert(stored_events, self.append_statement)
+            return
+        with self.datastore.get_connection() as conn:
+            conn.execute(self.call_append_function, _columns(stored_events), prepare=True)
 
     def _insert(self, stored_events: Sequence[StoredEvent], statement: Any) -> list[int] | None:
         if not stored_events:
             return None
-        columns = (
-            [e.originator_id for e in stored_events],
-            [e.originator_version for e in stored_events],
-            [e.topic for e in stored_events],
-            [e.state for e in stored_events],
-        )
+        columns = _columns(stored_events)
         # A large batch (a re-pricing run saves tens of MB at once) goes without the
         # pipeline: in pipeline mode psycopg can block sending a big query while the
         # server blocks sending it results (psycopg issue 685), and both wait forever.
@@ -118,3 +153,12 @@ class FailFastPostgresRecorder(PostgresApplicationRecorder):
             if statement is self.append_statement:
                 return None
             return [row["notification_id"] for row in curs.fetchall()]
+
+
+def _columns(stored_events: Sequence[StoredEvent]) -> tuple[list[Any], list[int], list[str], list[bytes]]:
+    return (
+        [e.originator_id for e in stored_events],
+        [e.originator_version for e in stored_events],
+        [e.topic for e in stored_events],
+        [e.state for e in stored_events],
+    )

@@ -4,6 +4,9 @@ library would store it, readable by the library's own readers:
 - the writer stores byte for byte what `Application.save` would have stored;
 - the PostgreSQL recorder's array insert keeps the library's table, columns and
   notification order (array order, one transaction per batch);
+- the writer's commit on PostgreSQL is one statement (a function taking the library's
+  lock and notifying its listeners); a recorder that did not create the tables
+  appends the same rows through the pipelined transaction;
 - a duplicate fails its batch alone and leaves the connection usable;
 - the pool pings a connection only when the server has closed it (or sent something),
   so a terminated backend is replaced without failing a commit.
@@ -17,7 +20,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, ProgrammingError
 from eventsourcing.postgres import PostgresApplicationRecorder
 
 from ledger.application import Ledger
@@ -138,6 +141,43 @@ def test_postgres_uses_the_array_recorder_on_the_librarys_table(tmp_path, postgr
                            ("state", "bytea"), ("notification_id", "bigint")]
     finally:
         ledger.close()
+
+
+def test_a_postgres_commit_is_one_statement_that_notifies_listeners(tmp_path, postgres_url):
+    ledger = Ledger.open(postgres_url, tmp_path)
+    try:
+        recorder = ledger.recorder
+        assert recorder.append_function_ready
+        with psycopg.connect(POSTGRES_BASE_URL, autocommit=True) as listener:
+            listener.execute(f'LISTEN "{recorder.channel_name}"')
+            trace = full_trace(uuid.uuid4())
+            recorder.append_events(stored(ledger, trace))
+            assert [n.channel for n in listener.notifies(timeout=5, stop_after=1)] == [recorder.channel_name]
+        versions = [e.originator_version for e in recorder.select_events(trace.request_id)]
+        assert versions == list(range(1, 11))
+        # The commit went through the function: without it, the writer's append fails.
+        with psycopg.connect(POSTGRES_BASE_URL, autocommit=True) as admin:
+            admin.execute(f'DROP FUNCTION "{recorder.datastore.schema}".'
+                          f'"twoapi_append_{recorder.events_table_name}"')
+        with pytest.raises(ProgrammingError):
+            recorder.append_events(stored(ledger, full_trace(uuid.uuid4())))
+        recorder.create_table()  # as at start-up: the function is there again
+        recorder.append_events(stored(ledger, full_trace(uuid.uuid4())))
+    finally:
+        ledger.close()
+
+
+def test_a_recorder_that_did_not_create_the_tables_appends_through_the_pipeline(tmp_path, postgres_url):
+    creator = Ledger.open(postgres_url, tmp_path)
+    follower = Ledger(env={**creator.env, "CREATE_TABLE": "n"})
+    try:
+        assert not follower.recorder.append_function_ready
+        trace = full_trace(uuid.uuid4())
+        follower.recorder.append_events(stored(follower, trace))
+        assert [e.originator_version for e in creator.recorder.select_events(trace.request_id)] == list(range(1, 11))
+    finally:
+        follower.close()
+        creator.close()
 
 
 def test_a_duplicate_fails_alone_and_the_connection_stays_usable(tmp_path, postgres_url):
