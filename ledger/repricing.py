@@ -29,7 +29,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
 from ledger.accounts import money_text
-from ledger.audit.scan import Owners, rows, timestamp, topics
+from ledger.audit.scan import Owners, Row, rows, timestamp, topics
 from ledger.events import RepricingRun, Request
 from ledger.pricing import PriceBook
 
@@ -143,14 +143,14 @@ def plan(ledger: Any, book: PriceBook, start: datetime, end: datetime, tenant: s
             continue
         if tenant is not None and owner[0] != tenant:
             continue
-        _replay_one(result, row.event_id, owner, f, at, corrected)
+        _replay_one(result, row, owner, f, at, corrected)
     return result
 
 
-def _replay_one(result: Plan, usage_id: str, owner: tuple[str, str], f: dict[str, Any], at: datetime,
+def _replay_one(result: Plan, row: Row, owner: tuple[str, str], f: dict[str, Any], at: datetime,
                 corrected: dict[str, Decimal]) -> None:
     result.scanned += 1
-    old = corrected.get(usage_id)
+    old = corrected.get(row.event_id) if corrected else None  # no earlier runs: no event id to look up
     if old is None:
         old = Decimal(f["cost"])
     price = result.book.prices.get(f["model"])
@@ -165,7 +165,7 @@ def _replay_one(result: Plan, usage_id: str, owner: tuple[str, str], f: dict[str
     line.new_cost += new
     if new != old:
         key = (owner[0], owner[1], f["model"], at.date().isoformat())
-        result.corrections[key].append([usage_id, money_text(old), money_text(new)])
+        result.corrections[key].append([row.event_id, money_text(old), money_text(new)])
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,10 +8,12 @@ state is decoded with orjson only for the topics a reader asks for.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from queue import Full, Queue
 from typing import Any
 from uuid import UUID
 
@@ -25,7 +27,7 @@ from psycopg.sql import SQL, Identifier
 from ledger.events import Request
 
 PAGE = 5000
-WINDOW = 100_000  # positions per query when scanning some topics (PostgreSQL)
+WINDOW = 20_000  # positions per query when scanning some topics (PostgreSQL)
 
 
 @dataclass(slots=True)
@@ -65,9 +67,14 @@ def _id_text(originator_id: Any) -> str:
     last = _last_id  # one tuple, read and replaced whole: safe across threads
     if last[0] == originator_id.int:
         return last[1]
-    text = str(originator_id)
+    text = _uuid_text(originator_id.hex)
     _last_id = (originator_id.int, text)
     return text
+
+
+def _uuid_text(h: str) -> str:
+    """str(UUID) from its hex, at half the cost of UUID.__str__."""
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def topics(*event_classes: type) -> tuple[str, ...]:
@@ -94,22 +101,32 @@ def rows(ledger: Any, after: int = 0, stop: int | None = None, only: Iterable[st
 
 def _postgres_rows(recorder: PostgresApplicationRecorder, start: int, stop: int | None, topics: tuple[str, ...],
                    page: int) -> Iterator[Row]:
-    """The same rows as the library's select_notifications pages, as plain tuples. A
-    scan of some topics reads positions WINDOW at a time: asked for the first `page`
-    rows of some topics after a position, PostgreSQL may plan (with statistics that
-    lag a bulk load) to read and sort every later row, for each page."""
-    head = 0
-    while True:
-        upper = stop
-        if topics:
-            upper = start + WINDOW if stop is None else min(stop, start + WINDOW)
-        found = _select_rows(recorder, start, page, upper, topics)
+    """The same rows as the library's select_notifications pages, as plain tuples, the
+    next page read (in a thread) while the caller works through the current one."""
+    for found in _read_ahead(_postgres_pages(recorder, start, stop, topics, page)):
         for position, originator_id, version, topic, state in found:
             yield Row(position, originator_id, version, topic, state)
-        if len(found) == page:
+
+
+def _postgres_pages(recorder: PostgresApplicationRecorder, start: int, stop: int | None, topics: tuple[str, ...],
+                    page: int) -> Iterator[list[tuple[int, Any, int, str, bytes]]]:
+    """All topics: `page` rows at a time, in position order (the position index).
+    Some topics: every matching row of WINDOW positions at a time. Asked instead for
+    the first `page` matching rows after a position, PostgreSQL reads and sorts every
+    matching row of the range it picks (or, with statistics that lag a bulk load, of
+    the rest of the table) for each page."""
+    if not topics:
+        while True:
+            found = _select_rows(recorder, start, page, stop, topics)
+            yield found
+            if len(found) < page:
+                return
             start = found[-1][0]
-            continue
-        if upper is None or upper == stop:
+    head = 0
+    while True:
+        upper = start + WINDOW if stop is None else min(stop, start + WINDOW)
+        yield _select_rows(recorder, start, None, upper, topics)
+        if upper == stop:
             return
         if upper >= head:  # past the last position seen: is there more now?
             head = recorder.max_notification_id() or 0
@@ -118,13 +135,54 @@ def _postgres_rows(recorder: PostgresApplicationRecorder, start: int, stop: int 
         start = upper
 
 
+def _read_ahead(pages: Iterator[list[Any]], depth: int = 2) -> Iterator[list[Any]]:
+    """`pages`, produced by a thread up to `depth` ahead: the database and the driver
+    work on the next page while the caller handles this one."""
+    queue: Queue[tuple[bool, Any]] = Queue(maxsize=depth)
+    stopping = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in pages:
+                if not _put(queue, (True, item), stopping):
+                    return
+        except BaseException as error:  # handed to the caller, raised there
+            _put(queue, (False, error), stopping)
+            return
+        _put(queue, (False, None), stopping)
+
+    thread = threading.Thread(target=produce, name="ledger-scan", daemon=True)
+    thread.start()
+    try:
+        while True:
+            more, item = queue.get()
+            if not more:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        stopping.set()
+        thread.join()
+
+
+def _put(queue: Queue[tuple[bool, Any]], item: tuple[bool, Any], stopping: threading.Event) -> bool:
+    while not stopping.is_set():
+        try:
+            queue.put(item, timeout=0.1)
+            return True
+        except Full:
+            continue
+    return False
+
+
 @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # as the library's select_notifications
-def _select_rows(recorder: PostgresApplicationRecorder, start: int, limit: int, stop: int | None,
+def _select_rows(recorder: PostgresApplicationRecorder, start: int, limit: int | None, stop: int | None,
                  topics: tuple[str, ...]) -> list[tuple[int, Any, int, str, bytes]]:
     """`select_notifications(start, limit, stop, topics, inclusive_of_start=False)` without
     building a dict and a Notification per row: tuples, fetched in binary (bytea as
     bytes rather than hex text)."""
-    key = (recorder.datastore.schema, recorder.events_table_name, stop is not None, bool(topics))
+    key = (recorder.datastore.schema, recorder.events_table_name, stop is not None, bool(topics), limit is not None)
     statement = _SELECT.get(key)
     if statement is None:
         statement = SQL("SELECT notification_id, originator_id, originator_version, topic, state FROM "
@@ -134,20 +192,23 @@ def _select_rows(recorder: PostgresApplicationRecorder, start: int, limit: int, 
             statement += SQL(" AND notification_id <= %s")
         if topics:
             statement += SQL(" AND topic = ANY(%s)")
-        statement += SQL(" ORDER BY notification_id LIMIT %s")
+        statement += SQL(" ORDER BY notification_id")
+        if limit is not None:
+            statement += SQL(" LIMIT %s")
         _SELECT[key] = statement
     params: list[Any] = [start]
     if stop is not None:
         params.append(stop)
     if topics:
         params.append(list(topics))
-    params.append(limit)
+    if limit is not None:
+        params.append(limit)
     with recorder.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row, binary=True) as curs:
         curs.execute(statement, params, prepare=True)
         return curs.fetchall()
 
 
-_SELECT: dict[tuple[str, str, bool, bool], Any] = {}
+_SELECT: dict[tuple[str, str, bool, bool, bool], Any] = {}
 
 
 def timestamp(fields: dict[str, Any]) -> datetime:
@@ -171,8 +232,9 @@ class Owners:
         self._remember(request_id, (fields["tenant"], fields["key_id"]))
 
     def of(self, request_id: Any) -> tuple[str, str] | None:
-        if request_id in self._recent:
-            return self._recent[request_id]
+        owner = self._recent.get(request_id, _UNKNOWN)
+        if owner is not _UNKNOWN:
+            return owner  # type: ignore[return-value]
         stored = self.ledger.recorder.select_events(request_id, limit=1)
         owner = None
         if stored and stored[0].topic == RECEIVED_TOPIC:
@@ -188,3 +250,4 @@ class Owners:
 
 
 RECEIVED_TOPIC = get_topic(Request.Received)
+_UNKNOWN = object()

@@ -97,12 +97,12 @@ def seal_pending(ledger: Any, max_events: int = MAX_EVENTS_PER_SEAL) -> int:
         if all(row.topic in SEAL_TOPICS for row in batch):
             # Nothing but the newest seal itself: sealing it would only make another.
             return sealed
-        if version == 0:
-            ledger.save(LedgerSeal())
-            version = 1
         try:
+            if version == 0:
+                ledger.save(LedgerSeal())
+                version = 1
             ledger.save(_seal_event(version + 1, previous, batch))
-        except IntegrityError:
+        except IntegrityError:  # the chain's creation or this seal
             log.info("seal_raced", note="another sealer sealed first; reading its seal")
             continue
         sealed += len(batch)

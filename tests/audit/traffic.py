@@ -50,7 +50,8 @@ def make_traffic(gw: RunningGateway, admin: Admin, ledger: Any, view: Any, reque
 
 
 def unsealed_head(ledger: Any) -> int:
-    """The position of the newest event other than a seal: what a dry run must not move
-    (the gateway's projection worker seals the ledger every few seconds meanwhile)."""
-    seal = get_topic(LedgerSeal.LedgerSealed)
-    return max((r.position for r in rows(ledger) if r.topic != seal), default=0)
+    """The position of the newest event other than a seal or the seal chain's creation:
+    what a dry run must not move (the gateway's projection worker seals the ledger every
+    few seconds meanwhile, and creates the chain with its first seal)."""
+    sealing = {get_topic(LedgerSeal.LedgerSealed), get_topic(LedgerSeal.Created)}
+    return max((r.position for r in rows(ledger) if r.topic not in sealing), default=0)
