@@ -79,6 +79,10 @@ class ChatStream(Protocol):
 
     def __aiter__(self) -> AsyncIterator[dict[str, Any]]: ...
 
+    def parsed(self) -> list[dict[str, Any]]:
+        """Choices already at hand after the one just yielded (no I/O), taken out of
+        the stream, so that a relay writes one upstream read as one downstream write."""
+
     async def aclose(self) -> None:
         """Release the upstream connection; safe to call more than once."""
 

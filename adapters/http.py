@@ -313,6 +313,15 @@ class SSEChatStream:
                 self._error = self._fail(malformed(self._provider))
         return out.popleft()
 
+    def parsed(self) -> list[dict[str, Any]]:
+        """The choices already parsed from what was read (none awaited), taken out of
+        the stream: a relay sends them in one write with the one just yielded."""
+        if not self._out:
+            return []
+        ready = list(self._out)
+        self._out.clear()
+        return ready
+
     async def aclose(self) -> None:
         """Drop the upstream connection now (unless already done); idempotent."""
         self._out.clear()

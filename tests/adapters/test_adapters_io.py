@@ -127,6 +127,24 @@ async def test_stream_yields_role_then_content_then_finish_and_reports_usage(pro
 
 
 @providers
+async def test_choices_parsed_from_one_read_are_handed_over_together_in_order(provider, http, name):
+    """A relay takes `parsed()` after each choice it iterates: the whole recording in
+    one read comes out as one choice plus the rest of that read, nothing lost."""
+    case = CASES[name]
+    adapter = case.cls(http)
+    provider.reply(Reply(chunks=pieces(recording(case.stream))))
+    one_by_one = await collect(await adapter.stream({**BODY, "stream": True}, target(provider, name)))
+    provider.reply(Reply(chunks=[recording(case.stream)]))
+    stream = await adapter.stream({**BODY, "stream": True}, target(provider, name))
+    groups = []
+    async for choice in stream:
+        groups.append([choice, *stream.parsed()])
+    assert [c for group in groups for c in group] == one_by_one
+    assert len(groups) < len(one_by_one)  # parsed together, not one per iteration
+    assert stream.parsed() == [] and stream.usage == case.usage
+
+
+@providers
 async def test_exhausted_stream_returns_its_connection_to_the_pool(provider, http, name):
     case = CASES[name]
     adapter = case.cls(http)
