@@ -320,8 +320,21 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
+_month_seen: tuple[int, str] = (-1, "")
+
+
 def _month() -> str:
-    return datetime.now(UTC).strftime("%Y-%m")
+    """The current UTC month, "YYYY-MM" (asked several times per request: the text is
+    remembered for the second it was made in)."""
+    global _month_seen
+    second = int(time.time())
+    seen = _month_seen
+    if seen[0] == second:
+        return seen[1]
+    now = datetime.fromtimestamp(second, UTC)
+    text = f"{now.year:04d}-{now.month:02d}"
+    _month_seen = (second, text)
+    return text
 
 
 def _unavailable() -> GatewayError:
