@@ -129,6 +129,7 @@ def busy_warning(log: Any = sys.stderr) -> None:
 
 
 def run_overhead(args: argparse.Namespace) -> dict[str, Any]:
+    from bench import commit_probe
     from bench.overhead import run_overhead as run
     from bench.overhead import targets
 
@@ -137,12 +138,15 @@ def run_overhead(args: argparse.Namespace) -> dict[str, Any]:
     result = envelope("overhead", args, started)
     run_dir = args.out / "logs" / time.strftime("overhead-%Y%m%d-%H%M%S")
     result.update(run(overhead_config(args), run_dir))
+    # What the open loop's tail stands on: the disk's commit latency, measured alone.
+    result["commit_probe"] = commit_probe.probes(seconds=0.5 if args.tiny else 3 if args.quick else 10)
     result["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     result["targets"] = targets(result)
     result["logs"] = str(run_dir)
     result["wall_s"] = round(time.time() - started, 1)
     path = report.write_json(result, args.out, "overhead")
     print(report.overhead_markdown(result))
+    print(commit_probe.markdown(result["commit_probe"]))
     print(f"\n(JSON: {path}; process logs: {run_dir}; {result['wall_s']} s)")
     return result
 

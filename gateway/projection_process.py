@@ -31,6 +31,12 @@ import structlog
 log = structlog.get_logger("gateway.projection_process")
 
 RESTART_PAUSE_S = 1.0
+# Background work yields the CPU to serving. Sharing a core with the gateway at its own
+# priority, the projection's bursts (a flush, a seal) stalled requests for 100-300 ms
+# (open loop at 200 req/s: the gateway's own p99 93 ms, max 170 ms; at nice 10: 15 ms
+# and 27 ms). Paced, a projection that gets less CPU catches up in larger batches; an
+# idle core it still gets in full.
+NICENESS = 10
 
 
 def wanted(database_url: str | None, workers: int) -> bool:
@@ -119,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     configure_logging(settings.log_level)
+    with contextlib.suppress(OSError):
+        os.nice(NICENESS)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

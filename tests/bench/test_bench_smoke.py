@@ -58,6 +58,10 @@ def test_overhead_report_has_every_stack_point_and_ratio(tmp_path: Path):
     assert report["ratios"]["errors_gateway_all_points"] == 0
     assert {t["target"] for t in report["targets"]} >= {"req/s at c=32 >= 600", "zero errors through the gateway"}
     assert "| stack |" in ran["stdout"] and "Targets (issue 8)" in ran["stdout"]
+    # The machine's own commit latency, with and without the flush to disk, beside the open loop.
+    assert [p["synchronous_commit"] for p in report["commit_probe"]] == ["on", "off"]
+    assert all(p["commits"] > 0 and p["latency_ms"]["p50"] > 0 for p in report["commit_probe"])
+    assert "PostgreSQL commit latency" in ran["stdout"]
     # Every process the run started is gone.
     for info in report["stacks"].values():
         assert not Path(f"/proc/{info['pid']}").exists() or _is_zombie(info["pid"])

@@ -13,7 +13,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from gateway.projection_process import wanted
+from gateway.projection_process import NICENESS, wanted
 from tests.gateway.test_processes import DEMO_KEY, Process, base_env
 from tests.support import free_port, wait_until_healthy
 
@@ -88,6 +88,9 @@ def test_serve_with_postgres_projects_in_a_process_beside_it_that_dies_with_it(t
         wait_until_healthy(url, timeout=60)
         beside = [pid for pid, cmd in children_of(gateway.proc.pid) if "gateway.projection_process" in cmd]
         assert len(beside) == 1, children_of(gateway.proc.pid)
+        # Background work yields the CPU to serving: the projection runs niced.
+        wait_for(lambda: os.getpriority(os.PRIO_PROCESS, beside[0]) == os.getpriority(
+            os.PRIO_PROCESS, gateway.proc.pid) + NICENESS, timeout=30)
         client = openai.OpenAI(base_url=url + "/v1", api_key=DEMO_KEY, max_retries=0, timeout=30)
         for _ in range(3):
             client.chat.completions.create(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
