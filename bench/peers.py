@@ -124,14 +124,22 @@ def bench_schema() -> str:
     return "bench_" + time.strftime("%Y%m%d_%H%M%S") + "_" + uuid.uuid4().hex[:6]
 
 
+# Limits the bench never reaches, so that every request takes its rate-limit buckets
+# in Redis (requests and tokens per minute, one round trip) as a limited tenant's would.
+BENCH_RPM = 100_000_000
+BENCH_TPM = 10_000_000_000
+
+
 def prepare_gateway_ledger(database_url: str, data_dir: Path) -> None:
-    """Create the ledger's tables, the demo tenant (with credits) and the bench key."""
-    from gateway.bootstrap import ensure_demo_tenant
+    """Create the ledger's tables, the demo tenant (with credits and rate limits) and
+    the bench key."""
+    from gateway.bootstrap import DEMO_TENANT, ensure_demo_tenant
     from ledger.application import Ledger
 
     ledger = Ledger.open(database_url, data_dir)
     try:
         ensure_demo_tenant(ledger, BENCH_KEY)
+        ledger.set_tenant_limits(DEMO_TENANT, rpm=BENCH_RPM, tpm=BENCH_TPM, monthly_cap=None)
     finally:
         ledger.close()
 
@@ -207,6 +215,7 @@ def start_gateway(sim: Stack, cpus: str | None, log_dir: Path, schema: str,
             "what": "2api, twoapi serve (Hypercorn + uvloop, 1 process), request log at info to a file",
             "ledger": f"PostgreSQL schema {schema}",
             "redis_url": REDIS_URL,
+            "rate_limits": f"tenant {BENCH_RPM:,} requests and {BENCH_TPM:,} tokens per minute, in Redis",
             "env_overrides": dict(extra_env or {}),
             "code": f"commit {rev} (bench/.trees/{rev})" if rev else "the working tree",
         },

@@ -29,8 +29,8 @@ def test_replay_measures_every_phase_on_one_ledger_and_drops_it(tmp_path: Path):
     report = json.loads(reports[0].read_text())
     assert report["scenario"] == "replay" and report["mode"] == "tiny"
     phases = report["phases"]
-    assert set(phases) == {"load", "idle", "seal", "plan", "apply", "verify", "projection", "verify_with_projection",
-                           "export"}
+    assert set(phases) == {"load", "vacuum", "idle", "seal", "plan", "apply", "verify", "projection",
+                           "verify_with_projection", "export"}
     for name, figures in phases.items():
         assert figures["wall_s"] >= 0 and figures["peak_rss_mb"] > 0, name
     load = phases["load"]
