@@ -296,9 +296,12 @@ def _check_amount(amount: Decimal) -> None:
         raise ValueError(f"{amount} is not an amount of money")
 
 
+MAX_LIMIT = 2_147_483_647  # the projection's INTEGER columns: a larger limit would stop it for good
+
+
 def _check_limit(name: str, value: int | None) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ValueError(f"{name} is a positive whole number, or null for no limit")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT):
+        raise ValueError(f"{name} is a whole number from 1 to {MAX_LIMIT}, or null for no limit")
 
 
 ROUTING_FIELDS = ("strategy", "fallbacks", "max_attempts", "timeout_ms", "max_cost")

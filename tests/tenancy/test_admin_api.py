@@ -42,6 +42,22 @@ def test_tenant_lifecycle_is_events_and_the_projection_shows_it(gw, admin, ledge
     assert admin.get("/admin/tenants/nobody").status_code == 404
 
 
+def test_a_limit_beyond_what_the_projection_holds_is_a_400_and_the_projection_goes_on(gw, admin, ledger_and_view):
+    """rpm/tpm are INTEGER in the projection: 10 billion tokens a minute was once stored
+    and then stopped the PostgreSQL projection on that event for good."""
+    admin.ok("POST", "/admin/tenants", json={"name": "acme", "credits": "5"})
+    key = admin.ok("POST", "/admin/tenants/acme/keys", json={"label": "ci"})
+    for bad in (2_147_483_648, 10_000_000_000, 0, -1):
+        assert admin.put("/admin/tenants/acme/limits", json={"tpm": bad}).status_code == 400, bad
+        assert admin.put(f"/admin/keys/{key['key_id']}/limits", json={"rpm": bad}).status_code == 400, bad
+        assert admin.post("/admin/tenants/acme/keys", json={"tpm": bad}).status_code == 400, bad
+    limits = admin.limits("acme", rpm=2_147_483_647, tpm=2_147_483_647)["limits"]  # the largest, projected
+    assert limits["rpm"] == limits["tpm"] == 2_147_483_647
+    admin.ok("POST", "/admin/tenants", json={"name": "later"})  # the projection still follows
+    assert "later" in [t["name"] for t in admin.ok("GET", "/admin/tenants")["data"]]
+    assert chat(gw, key["key"]).status_code == 200
+
+
 def test_keys_are_shown_once_listed_with_last_use_limited_and_revoked(gw, admin, ledger_and_view):
     ledger, _ = ledger_and_view
     admin.ok("POST", "/admin/tenants", json={"name": "acme", "credits": "5"})
