@@ -136,8 +136,13 @@ def _postgres_pages(recorder: PostgresApplicationRecorder, start: int, stop: int
 
 
 def _read_ahead(pages: Iterator[list[Any]], depth: int = 2) -> Iterator[list[Any]]:
-    """`pages`, produced by a thread up to `depth` ahead: the database and the driver
-    work on the next page while the caller handles this one."""
+    """`pages`, produced by a thread up to `depth` ahead once the caller has asked for a
+    second page: the database and the driver work on the next page while the caller
+    handles this one. A caller that wants one page (a seal) reads no page it drops."""
+    first = next(pages, None)
+    if first is None:
+        return
+    yield first
     queue: Queue[tuple[bool, Any]] = Queue(maxsize=depth)
     stopping = threading.Event()
 
