@@ -141,10 +141,14 @@ def test_provider_keys_need_the_master_key(make_gateway):
 def test_projections_endpoint_shows_position_and_lag(gw, admin, ledger_and_view):
     ledger, view = ledger_and_view
     admin.tenant("acme")
-    caught_up(ledger, view)
-    report = admin.ok("GET", "/admin/projections")["data"][0]
+    for _ in range(20):  # again if the projection's background seal moved the head between the reads
+        caught_up(ledger, view)
+        report = admin.ok("GET", "/admin/projections")["data"][0]
+        head = ledger.recorder.max_notification_id()
+        if report["head"] == head:
+            break
     assert report["name"] == "tenancy" and report["position"] > 0 and report["pending_events"] == 0
-    assert report["head"] == ledger.recorder.max_notification_id() and report["lag_seconds"] == 0
+    assert report["head"] == head and report["lag_seconds"] == 0
 
 
 def test_admin_auth(make_gateway):
