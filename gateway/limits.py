@@ -11,79 +11,25 @@ actual tokens (input + output) and the estimate.
 
 With `REDIS_URL` the buckets live in Redis and one Lua script checks and takes them
 atomically (using Redis's clock), so the limits hold across any number of gateway
-processes. Without Redis, or while Redis is unreachable, they are kept in-process
-(per process), and a warning is logged; a Redis failure never fails a request.
+processes; requests arriving together share a script call, and settles ride on the
+next one (gateway/redis_buckets.py). Without Redis, or while Redis is unreachable,
+they are kept in-process (per process), and a warning is logged; a Redis failure
+never fails a request.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import structlog
 
+from gateway.redis_buckets import PERIOD_MS, RedisBuckets
+
 log = structlog.get_logger("gateway.limits")
 
-PERIOD_MS = 60_000.0
 REDIS_RETRY_S = 1.0  # after a Redis failure, use in-process buckets this long before trying again
-
-# KEYS: the buckets; ARGV: period_ms, then (limit, cost) per bucket.
-# Returns {allowed, retry_ms, remaining_1, reset_ms_1, ...} as strings.
-_TAKE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local period = tonumber(ARGV[1])
-local allowed = 1
-local retry = 0
-local state = {}
-for i = 1, #KEYS do
-  local limit = tonumber(ARGV[2 * i])
-  local cost = tonumber(ARGV[2 * i + 1])
-  local interval = period / limit
-  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if tat < now then tat = now end
-  local new_tat = tat + cost * interval
-  local allow_at = new_tat - period
-  if allow_at > now then
-    allowed = 0
-    if allow_at - now > retry then retry = allow_at - now end
-  end
-  state[i] = {tat, new_tat, interval}
-end
-local out = {tostring(allowed), tostring(retry)}
-for i = 1, #KEYS do
-  local used = state[i][1]
-  if allowed == 1 then
-    used = state[i][2]
-    redis.call('SET', KEYS[i], tostring(used), 'PX', math.ceil(used - now) + 1000)
-  end
-  out[#out + 1] = tostring((period - (used - now)) / state[i][3])
-  out[#out + 1] = tostring(used - now)
-end
-return out
-"""
-
-# KEYS: token buckets; ARGV: period_ms, then (limit, delta) per bucket.
-_SETTLE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local period = tonumber(ARGV[1])
-for i = 1, #KEYS do
-  local interval = period / tonumber(ARGV[2 * i])
-  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if tat < now then tat = now end
-  tat = tat + tonumber(ARGV[2 * i + 1]) * interval
-  if tat > now then
-    redis.call('SET', KEYS[i], tostring(tat), 'PX', math.ceil(tat - now) + 1000)
-  else
-    redis.call('DEL', KEYS[i])
-  end
-end
-return 1
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,50 +133,37 @@ class RateLimiter:
         self.prefix = prefix + ":rl:"
         self.timeout_s = timeout_s
         self.local = LocalBuckets()
-        self._client: Any = None
-        self._take: Any = None
-        self._settle: Any = None
+        self.redis: RedisBuckets | None = None
         self._down_until = 0.0
         self._healthy = True
-        self._pending: set[asyncio.Task[None]] = set()
 
     @property
     def healthy(self) -> bool:
         return self._healthy
 
     async def start(self) -> None:
-        if not self.redis_url:
-            return
-        import redis.asyncio as redis
-
-        self._client = redis.from_url(self.redis_url, socket_timeout=self.timeout_s,
-                                      socket_connect_timeout=self.timeout_s)
-        self._take = self._client.register_script(_TAKE)
-        self._settle = self._client.register_script(_SETTLE)
+        if self.redis_url:
+            self.redis = RedisBuckets(self.redis_url, self.timeout_s, self._settles_lost)
 
     async def stop(self) -> None:
-        for task in list(self._pending):
-            task.cancel()
-        if self._client is not None:
-            await self._client.aclose()
+        if self.redis is not None:
+            await self.redis.close()
 
     def _use_redis(self) -> bool:
-        return self._client is not None and time.monotonic() >= self._down_until
+        return self.redis is not None and time.monotonic() >= self._down_until
 
     async def take(self, buckets: list[Bucket]) -> Decision:
         if not buckets:
             return Decision(True)
         if self._use_redis():
+            assert self.redis is not None
             try:
-                reply = await self._take(
-                    keys=[self.prefix + b.name for b in buckets],
-                    args=[PERIOD_MS, *(x for b in buckets for x in (b.limit, min(b.cost, b.limit)))],
-                )
+                values = await self.redis.take([(self.prefix + b.name, b.limit, min(b.cost, b.limit))
+                                                for b in buckets])
             except Exception as error:
                 self._failed(error)
             else:
                 self._recovered()
-                values = [float(v) for v in reply]
                 states = [
                     BucketState(b, max(0, math.floor(values[2 + 2 * i] + 1e-9)), max(0.0, values[3 + 2 * i]))
                     for i, b in enumerate(buckets)
@@ -247,17 +180,13 @@ class RateLimiter:
         if not self._use_redis():
             self.local.settle(buckets)
             return
-        task = asyncio.get_running_loop().create_task(self._settle_redis(buckets))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        assert self.redis is not None
+        self.redis.settle([(self.prefix + b.name, b.limit, d) for b, d in buckets])
 
-    async def _settle_redis(self, buckets: list[tuple[Bucket, int]]) -> None:
-        try:
-            await self._settle(keys=[self.prefix + b.name for b, _ in buckets],
-                               args=[PERIOD_MS, *(x for b, d in buckets for x in (b.limit, d))])
-        except Exception as error:
-            self._failed(error)
-            self.local.settle(buckets)
+    def _settles_lost(self, error: Exception, settles: list[tuple[str, int, int]]) -> None:
+        self._failed(error)
+        self.local.settle([(Bucket(key.removeprefix(self.prefix), "tokens", limit, 0), delta)
+                           for key, limit, delta in settles])
 
     def _failed(self, error: Exception) -> None:
         self._down_until = time.monotonic() + REDIS_RETRY_S
