@@ -188,8 +188,9 @@ def soak_markdown(result: dict[str, Any]) -> str:
     out.append(_table(["window from s", "ok", "errors", "p50 ms", "p99 ms", "max ms"],
                       [[w["t_s"], w["ok"], w["errors"], w["p50_ms"], w["p99_ms"], w["max_ms"]]
                        for w in result["windows"]]))
-    out.append(f"\nRSS: {_f(result['rss_after_warmup_mb'])} MB after warm-up, {_f(result['rss_end_mb'])} MB at "
-               f"the end, max {_f(result['rss_max_mb'])} MB; growth {_f(result['rss_growth'], 4)}")
+    out.append(f"\nRSS (the tree): {_f(result['rss_after_warmup_mb'])} MB after warm-up, {_f(result['rss_end_mb'])} "
+               f"MB at the end, max {_f(result['rss_max_mb'])} MB; growth {_f(result['rss_growth'], 4)}; the serving "
+               f"process at most {_f(result.get('serving_process_rss_max_mb'))} MB")
     out.append(f"Latency drift (median of the first vs last windows after warm-up): p50 {_f(drift['p50_first_ms'])}"
                f" -> {_f(drift['p50_last_ms'])} ms, p99 {_f(drift['p99_first_ms'])} -> {_f(drift['p99_last_ms'])} ms")
     out.append("\nTargets (issue 8):\n")

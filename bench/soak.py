@@ -53,10 +53,12 @@ def run_soak(minutes: float, rate: float, window_s: float, log_dir: Path, gatewa
                 now = time.monotonic()
                 if now >= next_sample:
                     rss.append({"t_s": round(now - started, 1), "rss_mb": round(gateway.proc.rss_mb(), 1),
+                                "main_rss_mb": round(procs.rss_bytes(gateway.proc.pid) / 1e6, 1),
                                 "cpu_s": round(gateway.proc.cpu_seconds() - cpu0, 2)})
                     next_sample += SAMPLE_EVERY_S
                 if now >= next_note:
-                    print(f"bench: soak {now - started:.0f}s  RSS {rss[-1]['rss_mb']} MB", file=log, flush=True)
+                    print(f"bench: soak {now - started:.0f}s  RSS {rss[-1]['rss_mb']} MB (serving process "
+                          f"{rss[-1]['main_rss_mb']} MB)", file=log, flush=True)
                     next_note += 60
                 if not gateway.proc.alive():
                     gen.kill()
@@ -88,6 +90,9 @@ def drift(rss: list[dict[str, float]], windows: list[dict[str, Any]], duration: 
     rss_warm = after[0]["rss_mb"] if after else None
     rss_end = rss[-1]["rss_mb"] if rss else None
     rss_max = max((s["rss_mb"] for s in after), default=None)
+    # The growth target is the whole tree's (the serving process and the projection
+    # process beside it); the 150 MB target is per serving process, as in `overhead`.
+    serving_max = max((s.get("main_rss_mb") or s["rss_mb"] for s in after), default=None)
     growth = ratio((rss_end or 0) - (rss_warm or 0), rss_warm, 4) if rss_warm else None
     settled = [w for w in windows if w["t_s"] >= warm]
     k = max(1, min(3, len(settled) // 3))
@@ -100,13 +105,14 @@ def drift(rss: list[dict[str, float]], windows: list[dict[str, Any]], duration: 
         "rss_after_warmup_mb": rss_warm,
         "rss_end_mb": rss_end,
         "rss_max_mb": rss_max,
+        "serving_process_rss_max_mb": serving_max,
         "rss_growth": growth,
         "latency_drift": {"p50_first_ms": p50_first, "p50_last_ms": p50_last, "p99_first_ms": p99_first,
                           "p99_last_ms": p99_last, "p99_last_over_first": ratio(p99_last, p99_first)},
         "targets": [
             {"target": "RSS growth <= 5% over the soak (after warm-up)", "measured": growth,
              "met": None if growth is None else growth <= 0.05},
-            {"target": "gateway RSS <= 150 MB under load", "measured": rss_max,
-             "met": None if rss_max is None else rss_max <= 150},
+            {"target": "gateway (serving) process RSS <= 150 MB under load", "measured": serving_max,
+             "met": None if serving_max is None else serving_max <= 150},
         ],
     }
