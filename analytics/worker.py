@@ -91,12 +91,21 @@ def create_worker_app(config: AnalyticsConfig, database_url: str | None, admin_t
     return app
 
 
+# Beside `twoapi serve` the worker yields the CPU to serving, as the tenancy projection
+# process does (gateway/projection_process.py): at its own priority its batches and
+# queries share the gateway's core in bursts that show as the gateway's latency tail.
+# An idle core it still gets in full; dashboards wait when the gateway is busy.
+NICENESS = 10
+
+
 def run_worker(config: AnalyticsConfig, database_url: str | None, admin_token: str | None,
                host: str, port: int | None, parent_pid: int | None = None) -> int:
     """Run the projection (and, with a port, the internal query API) until SIGTERM/SIGINT,
     or until the process `parent_pid` is gone."""
     if parent_pid:
         _stop_with_parent(parent_pid)
+        with contextlib.suppress(OSError):
+            os.nice(NICENESS)
     if port is None:
         return _run_projection_only(config, database_url)
     from hypercorn.asyncio import serve

@@ -23,6 +23,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from analytics import queries
 from analytics.config import AnalyticsConfig
 from analytics.service import LocalAnalytics
+from analytics.worker import NICENESS
 from gateway.analytics_api import _cell
 from tests.analytics.conftest import ADMIN_TOKEN, HOSTILE_TENANT, AnalyticsGateway, seed_tenants
 from tests.support import free_port, gateway_settings, start_gateway
@@ -228,6 +229,9 @@ def test_serve_starts_one_analytics_worker_beside_its_workers(tmp_path):
         workers = subprocess.run(["pgrep", "-f", "analytics run --port", "-P", str(serve.pid)],
                                  capture_output=True, text=True).stdout.split()
         assert len(workers) == 1
+        # Background work yields the CPU to serving: the worker runs niced.
+        assert os.getpriority(os.PRIO_PROCESS, int(workers[0])) == os.getpriority(
+            os.PRIO_PROCESS, serve.pid) + NICENESS
     finally:
         serve.terminate()
         serve.wait(30)
