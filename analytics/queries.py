@@ -8,9 +8,10 @@ every table a query reads: the tenant-facing API builds its Scope from the calle
 key and never from the request, so no parameter can widen it.
 
 Long windows read the rollups: `usage_daily` and `usage_hourly` for money and tokens
-(whole days from the first, the hours at a window's edges from the second), and
-`latency_hourly`, `provider_hourly`, `attempts_hourly` for latency and rates (they
-have no tenant column, so they serve only unscoped questions). Short windows, minute
+(whole days from the first, the hours at a window's edges from the second),
+`latency_daily` and `latency_hourly` for the latency percentiles (the same split), and
+`provider_hourly`, `attempts_hourly` for rates (the provider rollups have no tenant
+column, so they serve only unscoped questions). Short windows, minute
 buckets and a tenant's own latency read the raw rows; `totals`, the audit's exact
 per-tenant totals, reads the raw rows with FINAL.
 
@@ -227,21 +228,29 @@ def usage_rollup(p: Params, scope: Scope, daily: bool) -> tuple[str, Where]:
     inside the window come from usage_daily and only the hours at its edges from
     usage_hourly (30 days: ~90k rows instead of ~2M at 10M requests)."""
     where = filters(p, scope, time_col="", dims=("tenant", "key_id", "model", "provider"), window=False)
-    sums = ", ".join(USAGE_SUMS)
+    columns = "tenant, key_id, provider, model, " + ", ".join(USAGE_SUMS)
+    return by_days_and_edge_hours(p, where, f"SELECT hour, {columns} FROM usage_hourly",
+                                  f"SELECT toDateTime(day, 'UTC') AS hour, {columns} FROM usage_daily"
+                                  if daily else None), where
+
+
+def by_days_and_edge_hours(p: Params, where: Where, hourly: str, daily: str | None) -> str:
+    """The rows of a rollup covering the window to the hour. `hourly` selects from an
+    hourly rollup (its `hour` column); with `daily` (a daily rollup's rows, its day as
+    `hour`), the whole days inside the window come from the daily one and only the
+    hours at the window's edges from the hourly one."""
     start = p.since.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     where.values.update(h0=_ch_time(start), until=_ch_time(p.until))
-    hourly = (f"SELECT hour, tenant, key_id, provider, model, {sums} FROM usage_hourly WHERE {where.sql()}"
-              " AND hour >= {h0:DateTime64(3, 'UTC')} AND hour < {until:DateTime64(3, 'UTC')}")
+    hours = (f"{hourly} WHERE {where.sql()}"
+             " AND hour >= {h0:DateTime64(3, 'UTC')} AND hour < {until:DateTime64(3, 'UTC')}")
     first_day = start.replace(hour=0) + (timedelta(days=1) if start.hour else timedelta(0))
     end_day = p.until.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    if not daily or end_day <= first_day:
-        return hourly, where
+    if daily is None or end_day <= first_day:
+        return hours
     where.values.update(d0=first_day.date().isoformat(), d1=end_day.date().isoformat(),
                         d0t=_ch_time(first_day), d1t=_ch_time(end_day))
-    sql = (f"SELECT toDateTime(day, 'UTC') AS hour, tenant, key_id, provider, model, {sums} FROM usage_daily"
-           f" WHERE {where.sql()} AND day >= {{d0:Date}} AND day < {{d1:Date}}"
-           f" UNION ALL {hourly} AND (hour < {{d0t:DateTime64(3, 'UTC')}} OR hour >= {{d1t:DateTime64(3, 'UTC')}})")
-    return sql, where
+    return (f"{daily} WHERE {where.sql()} AND day >= {{d0:Date}} AND day < {{d1:Date}}"
+            f" UNION ALL {hours} AND (hour < {{d0t:DateTime64(3, 'UTC')}} OR hour >= {{d1t:DateTime64(3, 'UTC')}})")
 
 
 # -- the queries ------------------------------------------------------------------
@@ -301,13 +310,16 @@ def top_spenders(store: AnalyticsStore, p: Params, scope: Scope) -> Result:
 def latency(store: AnalyticsStore, p: Params, scope: Scope) -> Result:
     """Total latency and TTFT percentiles (p50, p95, p99) by provider and model."""
     rollup = use_rollup(p, scope)
-    if rollup:
-        where = filters(p, scope, time_col="hour", rollup=True, dims=("model", "provider"))
+    if rollup:  # whole days from latency_daily, the window's edge hours from latency_hourly
+        where = filters(p, scope, dims=("model", "provider"), window=False)
+        columns = "provider, model, requests, latency_q, ttft_q"
+        source = by_days_and_edge_hours(p, where, f"SELECT hour, {columns} FROM latency_hourly",
+                                        f"SELECT toDateTime(day, 'UTC') AS hour, {columns} FROM latency_daily")
         sql = f"""
             SELECT provider, model, sum(requests) AS requests,
                    quantilesTDigestMerge({QUANTILES})(latency_q) AS latency,
                    quantilesTDigestMerge({QUANTILES})(ttft_q) AS ttft
-            FROM latency_hourly WHERE {where.sql()} AND provider != ''
+            FROM ({source}) WHERE provider != ''
             GROUP BY provider, model ORDER BY provider, model"""
     else:
         where = filters(p, scope)

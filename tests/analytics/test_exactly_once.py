@@ -82,7 +82,7 @@ def assert_exact(store: AnalyticsStore, expected: Expected) -> None:
         daily = store.query("SELECT sum(requests), sum(cost) FROM usage_daily WHERE tenant = {t:String}",
                             params)[1][0]
         assert daily == want[:2], (tenant, "daily rollup")
-    for rollup in ("provider_hourly", "latency_hourly"):
+    for rollup in ("provider_hourly", "latency_hourly", "latency_daily"):
         everyone = store.query(f"SELECT sum(requests) FROM {rollup}")[1][0][0]
         assert everyone == sum(expected.requests.values()), rollup
 

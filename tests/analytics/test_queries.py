@@ -117,6 +117,20 @@ def test_rates_and_throughput_from_the_rollups_equal_the_raw_rows(store):
         assert a["p50_ms"] == pytest.approx(b["p50_ms"], rel=0.05)  # t-digest states merged vs one digest
 
 
+@pytest.mark.parametrize("window", WINDOWS)
+def test_latency_percentiles_from_the_daily_and_hourly_rollups_match_the_raw_rows(store, window):
+    rollup, raw = both(store, "latency", window)
+    assert len(rollup) == len(raw) == 3
+    for a, b in zip(sorted(rollup, key=lambda r: r["model"]), sorted(raw, key=lambda r: r["model"]), strict=True):
+        assert (a["provider"], a["model"], a["requests"]) == (b["provider"], b["model"], b["requests"])
+        for name in ("p50_ms", "p95_ms", "ttft_p50_ms"):  # t-digest states merged vs one digest
+            if b[name] is None:  # no streams of this model in the fixture: no TTFT either way
+                assert a[name] is None, name
+            else:
+                assert a[name] == pytest.approx(b[name], rel=0.05), name
+    assert any(r["ttft_p50_ms"] is not None for r in rollup)
+
+
 def test_the_burn_down_ends_at_todays_balance_and_steps_by_each_buckets_spend(store):
     store.insert("ledger_events", ("notification_id", "originator_id", "version", "time", "aggregate", "event",
                                    "tenant", "amount", "data"),
