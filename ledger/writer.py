@@ -18,6 +18,7 @@ event here, more than the mapping itself). On PostgreSQL the recorder's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 import time
@@ -41,6 +42,10 @@ class LedgerUnavailable(Exception):
 
 _STOP = object()
 
+# Who waits for an item: a thread-safe future (`submit`), or an event loop's future
+# (`commit`) with its loop.
+Waiter = Future[None] | tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]
+
 
 class LedgerWriter:
     def __init__(self, ledger: Ledger, max_batch: int = 1000, down_pause_s: float = 0.5) -> None:
@@ -60,13 +65,20 @@ class LedgerWriter:
         self._thread.start()
 
     def submit(self, item: Recordable) -> Future[None]:
+        """Queue the item; the future resolves once its events are stored."""
         future: Future[None] = Future()
         self._queue.put((item, future))
         return future
 
     async def commit(self, item: Recordable) -> None:
-        """Wait until the item's events are stored; raise LedgerUnavailable if not."""
-        await asyncio.wrap_future(self.submit(item))
+        """Wait until the item's events are stored; raise LedgerUnavailable if not.
+        The waiter is the loop's own future, woken with the rest of its batch in one
+        call from the writer's thread (a thread-safe future per request, wrapped for
+        the loop and woken one by one, was ~4% of the CPU at one request in flight)."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._queue.put((item, (loop, waiter)))
+        await waiter
 
     def close(self, timeout: float = 10.0) -> None:
         """Commit what is queued, then stop the thread."""
@@ -93,12 +105,11 @@ class LedgerWriter:
             if stop:
                 return
 
-    def _save(self, batch: list[tuple[Recordable, Future[None]]]) -> None:
+    def _save(self, batch: list[tuple[Recordable, Waiter]]) -> None:
         # Items whose waiter has gone (a client that disconnected) are saved all the
         # same: what was served must be recorded; only the notification is skipped.
         if time.monotonic() < self._down_until:
-            for _, future in batch:
-                _resolve(future, LedgerUnavailable("the ledger's database is unreachable"))
+            _notify([waiter for _, waiter in batch], "the ledger's database is unreachable")
             return
         try:
             to_stored = self.ledger.mapper.to_stored_event
@@ -113,24 +124,46 @@ class LedgerWriter:
             if _is_connection_error(error):
                 self._down_until = time.monotonic() + self.down_pause_s
             log.error("ledger_commit_failed", error=type(error).__name__, items=len(batch))
-            for _, future in batch:
-                _resolve(future, LedgerUnavailable(str(error)))
+            _notify([waiter for _, waiter in batch], str(error))
             return
         self.commits += 1
         self.committed_events += len(events)
-        for _, future in batch:
-            _resolve(future)
+        _notify([waiter for _, waiter in batch])
 
-    def _save_one(self, item: Recordable, future: Future[None]) -> None:
+    def _save_one(self, item: Recordable, waiter: Waiter) -> None:
         try:
             events = [self.ledger.mapper.to_stored_event(event) for event in item.domain_events()]
             self._append(events)
         except Exception as error:
             log.error("ledger_commit_failed", error=type(error).__name__, items=1)
-            _resolve(future, LedgerUnavailable(str(error)))
+            _notify([waiter], str(error))
         else:
             self.committed_events += len(events)
-            _resolve(future)
+            _notify([waiter])
+
+
+def _notify(waiters: list[Waiter], failure: str | None = None) -> None:
+    """Resolve the waiters of one batch: thread-safe futures here, each loop's futures
+    in one call on that loop. `failure`: why the events were not stored."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for waiter in waiters:
+        if isinstance(waiter, Future):
+            _resolve(waiter, None if failure is None else LedgerUnavailable(failure))
+        else:
+            by_loop.setdefault(waiter[0], []).append(waiter[1])
+    for loop, futures in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+            loop.call_soon_threadsafe(_wake, futures, failure)
+
+
+def _wake(futures: list[asyncio.Future[None]], failure: str | None) -> None:
+    for future in futures:
+        if future.done():
+            continue  # the waiter was cancelled (its client went away)
+        if failure is None:
+            future.set_result(None)
+        else:
+            future.set_exception(LedgerUnavailable(failure))
 
 
 def _resolve(future: Future[None], error: Exception | None = None) -> None:

@@ -1,8 +1,10 @@
 """The ledger on both stores: events round-trip, keys resolve by hash, the writer
-commits many requests per transaction."""
+commits many requests per transaction, whether they wait on a thread-safe future or on
+an event loop."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -64,6 +66,32 @@ def test_writer_isolates_a_bad_request_from_the_rest_of_its_batch(ledger):
     outcomes = [f.exception(10) for f in futures]
     assert isinstance(outcomes[10], LedgerUnavailable)
     assert [o for i, o in enumerate(outcomes) if i != 10] == [None] * 20
+
+
+def test_commits_awaited_on_an_event_loop_share_transactions_and_a_bad_one_raises_alone(ledger):
+    writer = LedgerWriter(ledger)
+    duplicate = trace_of(uuid.uuid4())
+    ledger.save(*duplicate.domain_events())
+    good = [trace_of(uuid.uuid4()) for _ in range(200)]
+
+    async def commit_all() -> list[BaseException | None]:
+        async def one(trace: RequestTrace) -> BaseException | None:
+            try:
+                await writer.commit(trace)
+            except LedgerUnavailable as error:
+                return error
+            return None
+
+        abandoned = asyncio.ensure_future(writer.commit(trace_of(uuid.uuid4())))
+        abandoned.cancel()  # a client gone before its commit: the others are still woken
+        return await asyncio.gather(*(one(t) for t in good[:100]), one(duplicate), *(one(t) for t in good[100:]))
+
+    outcomes = asyncio.run(commit_all())
+    writer.close()
+    assert isinstance(outcomes[100], LedgerUnavailable)
+    assert [o for i, o in enumerate(outcomes) if i != 100] == [None] * 200
+    assert writer.commits < 200
+    assert all(len(ledger.event_dicts(t.request_id)) == 3 for t in good[::40])
 
 
 def test_keys_resolve_by_hash_and_revocation_sticks(ledger):
