@@ -83,8 +83,14 @@ def _rss_mb() -> float:
 
 
 def _cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    """This process's CPU and that of its children it has waited for (re-pricing's
+    worker processes)."""
+    mine, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return mine.ru_utime + mine.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _children_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
 class Phase:
@@ -97,8 +103,11 @@ class Phase:
 
     def done(self, **figures: Any) -> dict[str, Any]:
         wall = time.perf_counter() - self.started
-        return {"wall_s": round(wall, 2), "cpu_s": round(_cpu_s() - self.cpu0, 2),
+        done = {"wall_s": round(wall, 2), "cpu_s": round(_cpu_s() - self.cpu0, 2),
                 "peak_rss_mb": round(_rss_mb(), 1), "rss_at_start_mb": round(self.rss_at_start_mb, 1), **figures}
+        if _children_rss_mb():
+            done["workers_peak_rss_mb"] = round(_children_rss_mb(), 1)
+        return done
 
 
 def _per_s(count: int, seconds: float) -> float | None:
@@ -330,21 +339,24 @@ def seal(url: str) -> dict[str, Any]:
     return result
 
 
-def replan(url: str, start: str, end: str, applying: bool) -> dict[str, Any]:
-    """`plan` (a dry run) over [start, end) with the what-if book; with `applying`, the
-    plan is made again untimed and `apply` is timed (the same process holds the plan)."""
+def replan(url: str, start: str, end: str, applying: bool, workers: int = 1) -> dict[str, Any]:
+    """`plan` (a dry run) over [start, end) with the what-if book, by `workers` processes
+    (as `twoapi reprice --workers`); with `applying`, the plan is made again untimed
+    and `apply` is timed (the same process holds the plan)."""
     from gateway.price_list import base_price_book
     from ledger.repricing import apply, plan
 
     ledger = _open(url)
     book, prices = what_if_book(base_price_book())
     phase = Phase()
-    result = plan(ledger, book, datetime.fromisoformat(start), datetime.fromisoformat(end), prices=prices)
+    result = plan(ledger, book, datetime.fromisoformat(start), datetime.fromisoformat(end), prices=prices,
+                  workers=workers)
     if not applying:
         planned = phase.done()
         summary = result.report()
         planned.update(usage_events=result.scanned, changed=result.changed, unpriced=result.unpriced,
                        unattributed=result.unattributed, price_book=book.version, total=summary["total"],
+                       workers=workers,
                        usage_events_per_s=_per_s(result.scanned, planned["wall_s"]), tenants=len(result.deltas()))
         return planned
     planned_s = round(time.perf_counter() - phase.started, 2)
@@ -437,7 +449,7 @@ def idle_rss(url: str) -> dict[str, Any]:
 
 
 def run_replay(requests: int, keep: bool, projection: bool, profile: Path | None, schema: str | None = None,
-               only: tuple[str, ...] = PHASES, timeout: float | None = None, seed: int = 7,
+               only: tuple[str, ...] = PHASES, timeout: float | None = None, seed: int = 7, workers: int = 1,
                checkpoint: Callable[[dict[str, Any]], None] | None = None, log: Any = sys.stderr) -> dict[str, Any]:
     """Build the ledger (or, given `schema`, use the one a `--keep` run left there) and
     time every phase on it; `checkpoint` is called with the result after each phase."""
@@ -471,9 +483,9 @@ def run_replay(requests: int, keep: bool, projection: bool, profile: Path | None
         if "seal" in only:
             run("seal", seal, url)
         if "plan" in only:
-            run("plan", replan, url, *window, False)
+            run("plan", replan, url, *window, False, workers)
         if "apply" in only:
-            run("apply", replan, url, *window, True)
+            run("apply", replan, url, *window, True, workers)
         if "verify" in only:
             run("verify", verify_ledger, url, False)
         if "export" in only:
@@ -543,7 +555,8 @@ def replay_markdown(result: dict[str, Any]) -> str:
          lambda f: (f"{f['tables']} tables", None, None, "")),
         ("seal", "seal_pending (first seal)", lambda f: (f"{f['seals']} seals", f["sealed"], f["events_per_s"],
                                                          "events/s")),
-        ("plan", "re-pricing plan (dry run)", lambda f: (f"{f['changed']:,} change", f["usage_events"],
+        ("plan", "re-pricing plan (dry run)", lambda f: (f"{f['changed']:,} change, {f.get('workers', 1)} "
+                                                         "process(es)", f["usage_events"],
                                                          f["usage_events_per_s"], "usage events/s")),
         ("apply", "re-pricing apply", lambda f: (f"{f['events_recorded']:,} events recorded", f["corrected"],
                                                  f["corrections_per_s"], "corrections/s")),
@@ -594,6 +607,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="skip the tenancy projection's catch-up and the verify compared with it")
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
                         help="run seal, plan, apply, verify and export under cProfile; stats to DIR")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="re-pricing: processes side by side, as `twoapi reprice --workers` (default: one per "
+                        "CPU)")
     parser.add_argument("--out", type=Path, default=report.RESULTS_DIR, help="results directory")
     parser.add_argument("--note", default="", help="free text stored with the run")
     return parser
@@ -618,7 +634,7 @@ def main(argv: list[str] | None = None) -> int:
 
     only = tuple(p.strip() for p in args.phases.split(",") if p.strip() in PHASES)
     result.update(run_replay(requests, args.keep, not args.no_projection, args.profile, args.schema, only,
-                             args.phase_timeout, checkpoint=checkpoint))
+                             args.phase_timeout, workers=args.workers, checkpoint=checkpoint))
     result["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     result["wall_s"] = round(time.time() - started, 1)
     checkpoint(result)

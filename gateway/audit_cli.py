@@ -5,6 +5,7 @@ projection is brought up to date first where it is compared."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -231,7 +232,8 @@ def cmd_reprice(args: argparse.Namespace) -> int:
         return _fail("another re-pricing run is being applied; try again when it ends", 1)
     progress = _Progress(ledger, "re-pricing", args.format == "table")
     try:
-        result = plan(ledger, book, start, end, args.tenant, prices, args.run_id, progress=progress.to)
+        result = plan(ledger, book, start, end, args.tenant, prices, args.run_id, progress=progress.to,
+                      workers=args.workers)
         progress.close()
         report = result.report()
         if args.apply:
@@ -243,6 +245,13 @@ def cmd_reprice(args: argparse.Namespace) -> int:
         lease.release()
     _write_report(report, args.format)
     return 0
+
+
+def _workers(text: str) -> int:
+    count = int(text)
+    if count < 1:
+        raise argparse.ArgumentTypeError("at least 1")
+    return count
 
 
 def _write_report(report: dict[str, Any], form: str) -> None:
@@ -329,4 +338,7 @@ def add_audit_commands(commands: argparse._SubParsersAction, ledger: argparse._S
                          "follow); the same run applies once")
     reprice.add_argument("--run-id", help="name the run (default: derived from book, window and tenant)")
     reprice.add_argument("--format", default="table", choices=("table", "csv", "json"))
+    reprice.add_argument("--workers", type=_workers, default=os.cpu_count() or 1,
+                         help="processes replaying ranges of a PostgreSQL ledger side by side (default: one per "
+                         "CPU; 1: in this process)")
     reprice.set_defaults(func=cmd_reprice)

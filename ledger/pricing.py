@@ -35,11 +35,12 @@ class ModelPrice:
     image: Decimal = ZERO  # USD per generated image
 
     def cost(self, input_tokens: int, output_tokens: int, cached_tokens: int, images: int = 0) -> Decimal:
-        uncached = max(0, input_tokens - cached_tokens)
-        raw = uncached * self.input + cached_tokens * self.cached_input + output_tokens * self.output
+        # Written out (no max(), no helper call): re-pricing runs this per usage event.
+        uncached = input_tokens - cached_tokens if input_tokens > cached_tokens else 0
+        amount = (uncached * self.input + cached_tokens * self.cached_input + output_tokens * self.output) / PER_MILLION
         if images:
-            return quantize(raw / PER_MILLION + images * self.image)
-        return quantize(raw / PER_MILLION)
+            amount += images * self.image
+        return amount.quantize(QUANTUM, rounding=ROUND_HALF_EVEN)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from queue import Full, Queue
@@ -28,6 +29,8 @@ from ledger.events import Request
 
 PAGE = 5000
 WINDOW = 20_000  # positions per query when scanning some topics (PostgreSQL)
+READERS = 2  # windows read at once
+AHEAD = 3  # windows asked for beyond the one the caller is on
 
 
 @dataclass(slots=True)
@@ -84,48 +87,80 @@ def topics(*event_classes: type) -> tuple[str, ...]:
 def rows(ledger: Any, after: int = 0, stop: int | None = None, only: Iterable[str] = (),
          page: int = PAGE) -> Iterator[Row]:
     """Stored events with position > `after` (and <= `stop`), in order; `only`: topics."""
+    for found in pages(ledger, after, stop, only, page):
+        for position, originator_id, version, topic, state in found:
+            yield Row(position, originator_id, version, topic, state)
+
+
+StoredTuple = tuple[int, Any, int, str, bytes]  # position, aggregate id, version, topic, state
+
+
+def pages(ledger: Any, after: int = 0, stop: int | None = None, only: Iterable[str] = (), page: int = PAGE,
+          text_ids: bool = False) -> Iterator[list[StoredTuple]]:
+    """The rows of `rows()` as plain tuples, a page at a time: for a reader whose work
+    per row is small enough that a `Row` per row shows (re-pricing). With `text_ids`
+    the aggregate id comes as its text (PostgreSQL formats it, which is cheaper than
+    a `UUID` per row, and a string hashes and prints for free)."""
     wanted = tuple(only)
-    start = after
     recorder = ledger.recorder
     if isinstance(recorder, PostgresApplicationRecorder):
-        yield from _postgres_rows(recorder, start, stop, wanted, page)
+        # On PostgreSQL the next pages are read (in threads) while the caller works
+        # through the current one.
+        if wanted:
+            yield from _window_pages(recorder, after, stop, wanted, text_ids)
+        else:
+            yield from _read_ahead(_postgres_pages(recorder, after, stop, page, text_ids))
         return
+    start = after
     while True:
         batch = recorder.select_notifications(start, page, stop=stop, topics=wanted, inclusive_of_start=False)
-        for n in batch:
-            yield Row(n.id, n.originator_id, n.originator_version, n.topic, bytes(n.state))
+        yield [(n.id, str(n.originator_id) if text_ids else n.originator_id, n.originator_version, n.topic,
+                bytes(n.state)) for n in batch]
         if len(batch) < page:
             return
         start = batch[-1].id
 
 
-def _postgres_rows(recorder: PostgresApplicationRecorder, start: int, stop: int | None, topics: tuple[str, ...],
-                   page: int) -> Iterator[Row]:
-    """The same rows as the library's select_notifications pages, as plain tuples, the
-    next page read (in a thread) while the caller works through the current one."""
-    for found in _read_ahead(_postgres_pages(recorder, start, stop, topics, page)):
-        for position, originator_id, version, topic, state in found:
-            yield Row(position, originator_id, version, topic, state)
+def _postgres_pages(recorder: PostgresApplicationRecorder, start: int, stop: int | None, page: int,
+                    text_ids: bool) -> Iterator[list[StoredTuple]]:
+    """All topics: `page` rows at a time, in position order (the position index)."""
+    while True:
+        found = _select_rows(recorder, start, page, stop, (), text_ids)
+        yield found
+        if len(found) < page:
+            return
+        start = found[-1][0]
 
 
-def _postgres_pages(recorder: PostgresApplicationRecorder, start: int, stop: int | None, topics: tuple[str, ...],
-                    page: int) -> Iterator[list[tuple[int, Any, int, str, bytes]]]:
-    """All topics: `page` rows at a time, in position order (the position index).
-    Some topics: every matching row of WINDOW positions at a time. Asked instead for
-    the first `page` matching rows after a position, PostgreSQL reads and sorts every
-    matching row of the range it picks (or, with statistics that lag a bulk load, of
-    the rest of the table) for each page."""
-    if not topics:
-        while True:
-            found = _select_rows(recorder, start, page, stop, topics)
-            yield found
-            if len(found) < page:
-                return
-            start = found[-1][0]
+def _window_pages(recorder: PostgresApplicationRecorder, start: int, stop: int | None, topics: tuple[str, ...],
+                  text_ids: bool) -> Iterator[list[StoredTuple]]:
+    """Some topics: every matching row of WINDOW positions at a time, READERS windows
+    read at once (each on its own connection, so PostgreSQL works on them side by side
+    while the caller handles the rows: one reader at a time spent as long waiting on
+    the server as the caller spent on the rows), up to AHEAD windows ahead, in order.
+    Asked instead for the first `page` matching rows after a position, PostgreSQL reads
+    and sorts every matching row of the range it picks (or, with statistics that lag a
+    bulk load, of the rest of the table) for each page."""
+    pool = ThreadPoolExecutor(READERS, thread_name_prefix="ledger-scan")
+    pending: deque[Future[list[StoredTuple]]] = deque()
+    try:
+        for lower, upper in _windows(recorder, start, stop):
+            pending.append(pool.submit(_select_rows, recorder, lower, None, upper, topics, text_ids))
+            if len(pending) > AHEAD:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _windows(recorder: PostgresApplicationRecorder, start: int, stop: int | None) -> Iterator[tuple[int, int]]:
+    """(after, up to) position ranges of WINDOW, to `stop` or to the head, which is read
+    again on reaching it (a ledger may grow while it is read)."""
     head = 0
     while True:
         upper = start + WINDOW if stop is None else min(stop, start + WINDOW)
-        yield _select_rows(recorder, start, None, upper, topics)
+        yield start, upper
         if upper == stop:
             return
         if upper >= head:  # past the last position seen: is there more now?
@@ -183,15 +218,17 @@ def _put(queue: Queue[tuple[bool, Any]], item: tuple[bool, Any], stopping: threa
 
 @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # as the library's select_notifications
 def _select_rows(recorder: PostgresApplicationRecorder, start: int, limit: int | None, stop: int | None,
-                 topics: tuple[str, ...]) -> list[tuple[int, Any, int, str, bytes]]:
+                 topics: tuple[str, ...], text_ids: bool = False) -> list[StoredTuple]:
     """`select_notifications(start, limit, stop, topics, inclusive_of_start=False)` without
     building a dict and a Notification per row: tuples, fetched in binary (bytea as
     bytes rather than hex text)."""
-    key = (recorder.datastore.schema, recorder.events_table_name, stop is not None, bool(topics), limit is not None)
+    key = (recorder.datastore.schema, recorder.events_table_name, stop is not None, bool(topics), limit is not None,
+           text_ids)
     statement = _SELECT.get(key)
     if statement is None:
-        statement = SQL("SELECT notification_id, originator_id, originator_version, topic, state FROM "
+        statement = SQL("SELECT notification_id, {id}, originator_version, topic, state FROM "
                         "{schema}.{table} WHERE notification_id > %s").format(
+            id=SQL("originator_id::text" if text_ids else "originator_id"),
             schema=Identifier(key[0]), table=Identifier(key[1]))
         if stop is not None:
             statement += SQL(" AND notification_id <= %s")
@@ -213,7 +250,7 @@ def _select_rows(recorder: PostgresApplicationRecorder, start: int, limit: int |
         return curs.fetchall()
 
 
-_SELECT: dict[tuple[str, str, bool, bool, bool], Any] = {}
+_SELECT: dict[tuple[str, str, bool, bool, bool, bool], Any] = {}
 
 
 def timestamp(fields: dict[str, Any]) -> datetime:
@@ -221,26 +258,33 @@ def timestamp(fields: dict[str, Any]) -> datetime:
 
 
 class Owners:
-    """Whose request a usage event belongs to: (tenant, key id) by request id.
+    """Whose request a usage event belongs to: (tenant, key id) by request id (a `UUID`,
+    or its text when rows are read with text ids).
 
     A request's events are committed together, so its `Received` is read just before
-    its usage: the last `capacity` requests are remembered, and an older one is
-    looked up by reading its first event, which keeps long scans in constant memory.
+    its usage: about the last `capacity` requests are remembered (in two generations:
+    when the young one is full it becomes the old one, and the old one is dropped),
+    and an older one is looked up by reading its first event, which keeps long scans
+    in constant memory.
     """
 
     def __init__(self, ledger: Any, capacity: int = 100_000) -> None:
         self.ledger = ledger
         self.capacity = capacity
-        self._recent: OrderedDict[Any, tuple[str, str] | None] = OrderedDict()
+        self._young: dict[Any, tuple[str, str] | None] = {}
+        self._old: dict[Any, tuple[str, str] | None] = {}
 
     def received(self, request_id: Any, fields: dict[str, Any]) -> None:
         self._remember(request_id, (fields["tenant"], fields["key_id"]))
 
     def of(self, request_id: Any) -> tuple[str, str] | None:
-        owner = self._recent.get(request_id, _UNKNOWN)
+        owner = self._young.get(request_id, _UNKNOWN)
+        if owner is _UNKNOWN:
+            owner = self._old.get(request_id, _UNKNOWN)
         if owner is not _UNKNOWN:
             return owner  # type: ignore[return-value]
-        stored = self.ledger.recorder.select_events(request_id, limit=1)
+        aggregate = UUID(request_id) if isinstance(request_id, str) else request_id
+        stored = self.ledger.recorder.select_events(aggregate, limit=1)
         owner = None
         if stored and stored[0].topic == RECEIVED_TOPIC:
             fields = orjson.loads(stored[0].state)
@@ -249,9 +293,11 @@ class Owners:
         return owner
 
     def _remember(self, request_id: Any, owner: tuple[str, str] | None) -> None:
-        self._recent[request_id] = owner
-        if len(self._recent) > self.capacity:
-            self._recent.popitem(last=False)
+        young = self._young
+        young[request_id] = owner
+        if len(young) >= self.capacity:
+            self._old = young
+            self._young = {}
 
 
 RECEIVED_TOPIC = get_topic(Request.Received)
