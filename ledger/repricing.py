@@ -124,12 +124,14 @@ def file_version(prices: dict[str, dict[str, str]]) -> str:
     return "file-" + hashlib.sha256(orjson.dumps(prices, option=orjson.OPT_SORT_KEYS)).hexdigest()[:12]
 
 
-def current_costs(ledger: Any) -> dict[str, Decimal]:
-    """The cost of each usage event corrected by applied runs, as it stands now."""
-    costs: dict[str, Decimal] = {}
+def current_costs(ledger: Any) -> dict[str, str]:
+    """The cost (a decimal string) of each usage event corrected by applied runs, as it
+    stands now. Text, not Decimal: a replay reads few of them, and worker processes
+    are sent all of them (a Decimal pickles at seven times the cost)."""
+    costs: dict[str, str] = {}
     for row in rows(ledger, only=REPRICED_TOPICS):
         for corrected, _, after in row.fields()["corrections"]:
-            costs[corrected] = Decimal(after)
+            costs[corrected] = after
     return costs
 
 
@@ -151,7 +153,7 @@ def plan(ledger: Any, book: PriceBook, start: datetime, end: datetime, tenant: s
     return result
 
 
-def replay_range(ledger: Any, result: Plan, corrected: dict[str, Decimal], after: int = 0, stop: int | None = None,
+def replay_range(ledger: Any, result: Plan, corrected: dict[str, str], after: int = 0, stop: int | None = None,
                  progress: Callable[[int], None] | None = None) -> None:
     """Replay the usage events at positions in (after, stop] into `result`."""
     owners = Owners(ledger)
@@ -180,11 +182,10 @@ def replay_range(ledger: Any, result: Plan, corrected: dict[str, Decimal], after
 
 
 def _replay_one(result: Plan, event_id: str, owner: tuple[str, str], f: dict[str, Any], at: datetime,
-                corrected: dict[str, Decimal]) -> None:
+                corrected: dict[str, str]) -> None:
     result.scanned += 1
-    old = corrected.get(event_id) if corrected else None  # no earlier runs: no event id to look up
-    if old is None:
-        old = Decimal(f["cost"])
+    text = corrected.get(event_id) if corrected else None  # no earlier runs: no event id to look up
+    old = Decimal(f["cost"] if text is None else text)
     model = f["model"]
     price = result.book.prices.get(model)
     if price is None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from decimal import Decimal
 from multiprocessing import get_context
 from typing import Any
 
@@ -26,7 +25,7 @@ RANGES_PER_WORKER = 8  # several per worker, so one slow range does not leave th
 PERSISTENCE_KEYS = ("PERSISTENCE_MODULE", "POSTGRES_", "CREATE_TABLE")
 
 
-def replay_in_processes(ledger: Any, result: Plan, corrected: dict[str, Decimal], workers: int,
+def replay_in_processes(ledger: Any, result: Plan, corrected: dict[str, str], workers: int,
                         progress: Callable[[int], None] | None = None) -> None:
     """Replay every position up to the head at the call into `result`."""
     head = ledger.recorder.max_notification_id() or 0
@@ -58,7 +57,7 @@ def _blank(result: Plan) -> Plan:
 _worker: dict[str, Any] = {}
 
 
-def _start_worker(env: dict[str, str], blank: Plan, corrected: dict[str, Decimal]) -> None:
+def _start_worker(env: dict[str, str], blank: Plan, corrected: dict[str, str]) -> None:
     from ledger.application import Ledger
 
     _worker.update(ledger=Ledger(env=env), blank=blank, corrected=corrected)

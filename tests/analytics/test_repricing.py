@@ -300,7 +300,7 @@ def test_analytics_follow_the_repricing_engine(sqlite_analytics_gateway, simulat
                 gw.wait_caught_up()
                 corrected = current_costs(ledger)
                 usages = [Usage(u.event_id, u.request, u.tenant, u.key_id, u.provider, u.model, u.received,
-                                u.metered, corrected.get(u.event_id, u.cost)) for u in usage_events(ledger)]
+                                u.metered, Decimal(corrected.get(u.event_id, u.cost))) for u in usage_events(ledger)]
                 want = costs_by(usages, lambda u: u.tenant)
                 got = {row["tenant"]: Decimal(row["cost"]) for row in gw.admin("totals", **WIDE).json()["data"]}
                 assert nonzero(got) == nonzero(want) and want != costs_by(usage_events(ledger), lambda u: u.tenant)
