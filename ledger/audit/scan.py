@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from queue import Full, Queue
@@ -29,8 +27,6 @@ from ledger.events import Request
 
 PAGE = 5000
 WINDOW = 20_000  # positions per query when scanning some topics (PostgreSQL)
-READERS = 2  # windows read at once
-AHEAD = 3  # windows asked for beyond the one the caller is on
 
 
 @dataclass(slots=True)
@@ -104,12 +100,9 @@ def pages(ledger: Any, after: int = 0, stop: int | None = None, only: Iterable[s
     wanted = tuple(only)
     recorder = ledger.recorder
     if isinstance(recorder, PostgresApplicationRecorder):
-        # On PostgreSQL the next pages are read (in threads) while the caller works
+        # On PostgreSQL the next page is read (in a thread) while the caller works
         # through the current one.
-        if wanted:
-            yield from _window_pages(recorder, after, stop, wanted, text_ids)
-        else:
-            yield from _read_ahead(_postgres_pages(recorder, after, stop, page, text_ids))
+        yield from _read_ahead(_postgres_pages(recorder, after, stop, wanted, page, text_ids))
         return
     start = after
     while True:
@@ -121,46 +114,24 @@ def pages(ledger: Any, after: int = 0, stop: int | None = None, only: Iterable[s
         start = batch[-1].id
 
 
-def _postgres_pages(recorder: PostgresApplicationRecorder, start: int, stop: int | None, page: int,
-                    text_ids: bool) -> Iterator[list[StoredTuple]]:
-    """All topics: `page` rows at a time, in position order (the position index)."""
-    while True:
-        found = _select_rows(recorder, start, page, stop, (), text_ids)
-        yield found
-        if len(found) < page:
-            return
-        start = found[-1][0]
-
-
-def _window_pages(recorder: PostgresApplicationRecorder, start: int, stop: int | None, topics: tuple[str, ...],
-                  text_ids: bool) -> Iterator[list[StoredTuple]]:
-    """Some topics: every matching row of WINDOW positions at a time, READERS windows
-    read at once (each on its own connection, so PostgreSQL works on them side by side
-    while the caller handles the rows: one reader at a time spent as long waiting on
-    the server as the caller spent on the rows), up to AHEAD windows ahead, in order.
-    Asked instead for the first `page` matching rows after a position, PostgreSQL reads
-    and sorts every matching row of the range it picks (or, with statistics that lag a
-    bulk load, of the rest of the table) for each page."""
-    pool = ThreadPoolExecutor(READERS, thread_name_prefix="ledger-scan")
-    pending: deque[Future[list[StoredTuple]]] = deque()
-    try:
-        for lower, upper in _windows(recorder, start, stop):
-            pending.append(pool.submit(_select_rows, recorder, lower, None, upper, topics, text_ids))
-            if len(pending) > AHEAD:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _windows(recorder: PostgresApplicationRecorder, start: int, stop: int | None) -> Iterator[tuple[int, int]]:
-    """(after, up to) position ranges of WINDOW, to `stop` or to the head, which is read
-    again on reaching it (a ledger may grow while it is read)."""
+def _postgres_pages(recorder: PostgresApplicationRecorder, start: int, stop: int | None, topics: tuple[str, ...],
+                    page: int, text_ids: bool) -> Iterator[list[StoredTuple]]:
+    """All topics: `page` rows at a time, in position order (the position index).
+    Some topics: every matching row of WINDOW positions at a time. Asked instead for
+    the first `page` matching rows after a position, PostgreSQL reads and sorts every
+    matching row of the range it picks (or, with statistics that lag a bulk load, of
+    the rest of the table) for each page."""
+    if not topics:
+        while True:
+            found = _select_rows(recorder, start, page, stop, topics, text_ids)
+            yield found
+            if len(found) < page:
+                return
+            start = found[-1][0]
     head = 0
     while True:
         upper = start + WINDOW if stop is None else min(stop, start + WINDOW)
-        yield start, upper
+        yield _select_rows(recorder, start, None, upper, topics, text_ids)
         if upper == stop:
             return
         if upper >= head:  # past the last position seen: is there more now?
