@@ -18,9 +18,10 @@ from gateway.analytics_api import analytics_blueprint
 from gateway.anthropic_api import messages_api
 from gateway.auth import Principal
 from gateway.chat import chat_completions, envelope_response, error_response
+from gateway.chat_edge import ChatEdge
 from gateway.config import Settings
 from gateway.embeddings import embeddings_api
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, too_large
 from gateway.images import images_api
 from gateway.observability import configure_logging
 from gateway.openapi import openapi_api
@@ -76,8 +77,10 @@ def create_app(settings: Settings, span_exporter: SpanExporter | None = None) ->
         caller = await principal()
         length = request.content_length
         if length is not None and length > settings.max_body_bytes:
-            raise _too_large(settings.max_body_bytes)
+            raise too_large(settings.max_body_bytes)
         raw = await request.get_data(cache=False)
+        if len(raw) > settings.max_body_bytes:  # a chunked body declares no length, and Quart let it through
+            raise too_large(settings.max_body_bytes)
         return await chat_completions(services, caller, raw)
 
     app.register_blueprint(messages_api)  # POST /v1/messages (Anthropic-compatible)
@@ -94,28 +97,42 @@ def create_app(settings: Settings, span_exporter: SpanExporter | None = None) ->
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:
-        status = error.code or 500
-        code = HTTP_ERROR_CODES.get(status)
-        if code == "request_too_large":
-            return error_response(_too_large(settings.max_body_bytes))
-        if code is None:
-            code = "invalid_request" if status < 500 else "internal_error"
-        message = f"{request.method} {request.path}: {error.description or error.name}"
-        response = envelope_response(code, message)
-        if isinstance(error, MethodNotAllowed) and error.valid_methods:
-            response.headers["allow"] = ", ".join(sorted(error.valid_methods))  # RFC 9110
-        return response
+        return http_error_response(error, request.method, request.path, settings.max_body_bytes)
 
     @app.errorhandler(Exception)
     async def unexpected(error: Exception) -> Response:
-        # The type and where it was raised, never the message: it may quote input.
-        frames = traceback.extract_tb(error.__traceback__)
-        where = [f"{'/'.join(frame.filename.rsplit('/', 2)[-2:])}:{frame.lineno}" for frame in frames[-4:]]
-        log.error("unhandled_error", error=type(error).__name__, path=request.path, where=where)
-        return envelope_response("internal_error", "The gateway failed unexpectedly; the error is logged.")
+        return unexpected_response(error, request.path)
+
+    if settings.chat_edge:
+        # POST /v1/chat/completions is then answered before Quart sees it, by the same
+        # handler (gateway/chat_edge.py); the route above still declares the path (405s,
+        # the OpenAPI check) and serves it with TWOAPI_CHAT_EDGE=off.
+        app.asgi_app = ChatEdge(app.asgi_app, services, settings.max_body_bytes,  # type: ignore[method-assign]
+                                app.config["BODY_TIMEOUT"], http_error_response, unexpected_response)
 
     return app
 
 
-def _too_large(limit: int) -> GatewayError:
-    return GatewayError("request_too_large", f"The request body exceeds the limit of {limit} bytes.")
+def http_error_response(error: HTTPException, method: str, path: str, max_body_bytes: int) -> Response:
+    """werkzeug's HTTP errors (raised by Quart, or by the chat edge as Quart would) in
+    the OpenAI envelope."""
+    status = error.code or 500
+    code = HTTP_ERROR_CODES.get(status)
+    if code == "request_too_large":
+        return error_response(too_large(max_body_bytes))
+    if code is None:
+        code = "invalid_request" if status < 500 else "internal_error"
+    response = envelope_response(code, f"{method} {path}: {error.description or error.name}")
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
+        response.headers["allow"] = ", ".join(sorted(error.valid_methods))  # RFC 9110
+    return response
+
+
+def unexpected_response(error: Exception, path: str) -> Response:
+    # The type and where it was raised, never the message: it may quote input.
+    frames = traceback.extract_tb(error.__traceback__)
+    where = [f"{'/'.join(frame.filename.rsplit('/', 2)[-2:])}:{frame.lineno}" for frame in frames[-4:]]
+    log.error("unhandled_error", error=type(error).__name__, path=path, where=where)
+    return envelope_response("internal_error", "The gateway failed unexpectedly; the error is logged.")
+
+

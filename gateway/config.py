@@ -61,6 +61,9 @@ class Settings:
     # (ledger/credentials.py; rotation in docs/billing.md).
     master_key: str | None = None
     projections: str = "thread"  # TWOAPI_PROJECTIONS: "thread" (run them here) or "off"
+    # TWOAPI_CHAT_EDGE: "on" answers POST /v1/chat/completions from ASGI directly
+    # (gateway/chat_edge.py); "off" leaves it to Quart's route (the same handler).
+    chat_edge: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -90,6 +93,7 @@ class Settings:
             log_level=(env.get("TWOAPI_LOG_LEVEL") or "info").lower(),
             master_key=_master_keys(env),
             projections=(env.get("TWOAPI_PROJECTIONS") or "thread").lower(),
+            chat_edge=_choice("TWOAPI_CHAT_EDGE", env.get("TWOAPI_CHAT_EDGE"), "on", ("on", "off")) == "on",
         )
 
 

@@ -78,3 +78,7 @@ def error_envelope(code: str, message: str, param: str | None = None) -> dict[st
 def is_retryable(code: str) -> bool:
     kind = TAXONOMY.get(code)
     return bool(kind and kind.retryable)
+
+
+def too_large(limit: int) -> GatewayError:
+    return GatewayError("request_too_large", f"The request body exceeds the limit of {limit} bytes.")
