@@ -105,8 +105,9 @@ class Phase:
         wall = time.perf_counter() - self.started
         done = {"wall_s": round(wall, 2), "cpu_s": round(_cpu_s() - self.cpu0, 2),
                 "peak_rss_mb": round(_rss_mb(), 1), "rss_at_start_mb": round(self.rss_at_start_mb, 1), **figures}
-        if _children_rss_mb():
-            done["workers_peak_rss_mb"] = round(_children_rss_mb(), 1)
+        workers_rss = _children_rss_mb()
+        if workers_rss:
+            done["workers_peak_rss_mb"] = round(workers_rss, 1)
         return done
 
 

@@ -134,5 +134,3 @@ def unexpected_response(error: Exception, path: str) -> Response:
     where = [f"{'/'.join(frame.filename.rsplit('/', 2)[-2:])}:{frame.lineno}" for frame in frames[-4:]]
     log.error("unhandled_error", error=type(error).__name__, path=path, where=where)
     return envelope_response("internal_error", "The gateway failed unexpectedly; the error is logged.")
-
-

@@ -69,12 +69,17 @@ class ChatEdge:
             caller = await self.services.authenticator.authenticate(authorization)
             if length is not None and length > self.max_body_bytes:
                 raise too_large(self.max_body_bytes)
+        except GatewayError as error:
+            await self._drain(receive)
+            await _send(send, error_response(error))
+            return
+        try:
             raw = await self._body(receive)
         except GatewayError as error:
-            await self._refuse(receive, send, error_response(error))
+            await _send(send, error_response(error))
             return
         except HTTPException as error:
-            await self._refuse(receive, send, self.http_error_response(error, "POST", PATH, self.max_body_bytes))
+            await _send(send, self.http_error_response(error, "POST", PATH, self.max_body_bytes))
             return
         except ClientGone:
             return
@@ -93,18 +98,17 @@ class ChatEdge:
         finally:
             watcher.cancel()
 
-    async def _refuse(self, receive: Receive, send: Send, response: Response) -> None:
-        """Answer a request refused before its body was read, having read and dropped
-        the rest of the body first (within the body timeout): a client still sending a
-        large body would otherwise block on a server that no longer reads it, and
-        never see the answer (Quart's receiving task reads it all the same)."""
+    async def _drain(self, receive: Receive) -> None:
+        """Read and drop the body of a request refused before it was read (within the
+        body timeout), before answering: a client still sending a large body would
+        otherwise block on a server that no longer reads it, and never see the answer
+        (Quart's receiving task reads it all the same)."""
         with suppress(TimeoutError):
             async with asyncio.timeout(self.body_timeout_s):
                 while True:
                     message = await receive()
                     if message["type"] != "http.request" or not message.get("more_body", False):
-                        break
-        await _send(send, response)
+                        return
 
     async def _respond(self, caller: Any, raw: bytes) -> Response:
         try:
@@ -123,13 +127,17 @@ class ChatEdge:
                         raise ClientGone
                     chunk = message.get("body", b"")
                     size += len(chunk)
-                    if size > self.max_body_bytes:
-                        raise too_large(self.max_body_bytes)
-                    chunks.append(chunk)
+                    if size <= self.max_body_bytes:
+                        chunks.append(chunk)
                     if not message.get("more_body", False):
-                        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                        break
         except TimeoutError:
             raise RequestTimeout() from None
+        # A body past the limit is read to its end (and dropped) before the 413, for
+        # the reason `_drain` gives.
+        if size > self.max_body_bytes:
+            raise too_large(self.max_body_bytes)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _headers(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, int | None]:
