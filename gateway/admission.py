@@ -359,7 +359,8 @@ async def start_tenancy(services: Any) -> None:
     services.projection = None
     if settings.projections == "thread":
         services.projection = ProjectionWorker(settings.database_url, settings.data_dir).start()
-    services.limiter = RateLimiter(settings.redis_url, prefix=settings.redis_prefix)
+    services.limiter = RateLimiter(settings.redis_url, prefix=settings.redis_prefix,
+                                   lease_share=settings.rate_lease_share)
     await services.limiter.start()
     services.gate = Gate(services.view, services.ledger, services.limiter, services.catalog, settings.master_key)
     await asyncio.to_thread(services.price_books.refresh, services.ledger)

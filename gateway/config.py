@@ -64,6 +64,10 @@ class Settings:
     # TWOAPI_CHAT_EDGE: "on" answers POST /v1/chat/completions from ASGI directly
     # (gateway/chat_edge.py); "off" leaves it to Quart's route (the same handler).
     chat_edge: bool = True
+    # TWOAPI_RATE_LEASE_SHARE: the share of a rate limit one process may take from Redis
+    # ahead of use, so that its requests spend it with no Redis call (gateway/rate_leases.py);
+    # 0 sends every request's take to Redis.
+    rate_lease_share: float = 0.01
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -94,6 +98,7 @@ class Settings:
             master_key=_master_keys(env),
             projections=(env.get("TWOAPI_PROJECTIONS") or "thread").lower(),
             chat_edge=_choice("TWOAPI_CHAT_EDGE", env.get("TWOAPI_CHAT_EDGE"), "on", ("on", "off")) == "on",
+            rate_lease_share=_fraction("TWOAPI_RATE_LEASE_SHARE", env.get("TWOAPI_RATE_LEASE_SHARE"), 0.01, 0.1),
         )
 
 
@@ -101,6 +106,17 @@ def _choice(name: str, given: str | None, default: str, choices: tuple[str, ...]
     value = (given or default).lower()
     if value not in choices:
         raise ValueError(f"{name} is one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+def _fraction(name: str, given: str | None, default: float, high: float) -> float:
+    text = given or str(default)
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= high:
+        raise ValueError(f"{name} is a number from 0 to {high}, not {text!r}")
     return value
 
 

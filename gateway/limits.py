@@ -12,19 +12,24 @@ actual tokens (input + output) and the estimate.
 With `REDIS_URL` the buckets live in Redis and one Lua script checks and takes them
 atomically (using Redis's clock), so the limits hold across any number of gateway
 processes; requests arriving together share a script call, and settles ride on the
-next one (gateway/redis_buckets.py). Without Redis, or while Redis is unreachable,
+next one (gateway/redis_buckets.py). With a lease share (TWOAPI_RATE_LEASE_SHARE), a
+process takes a few units of a large bucket ahead of use and its requests spend them
+with no call at all (gateway/rate_leases.py). Without Redis, or while Redis is unreachable,
 they are kept in-process (per process), and a warning is logged; a Redis failure
 never fails a request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
+from gateway.rate_leases import LEASE_IDLE_S, Leases
 from gateway.redis_buckets import PERIOD_MS, RedisBuckets
 
 log = structlog.get_logger("gateway.limits")
@@ -52,7 +57,7 @@ class Decision:
     allowed: bool
     retry_after_s: float = 0.0
     states: list[BucketState] = field(default_factory=list)
-    source: str = "none"  # "redis" | "local" | "none"
+    source: str = "none"  # "redis" | "lease" | "local" | "none"
 
     def headers(self) -> dict[str, str]:
         """OpenAI's rate-limit headers, for the tightest bucket of each kind."""
@@ -128,12 +133,16 @@ class LocalBuckets:
 
 
 class RateLimiter:
-    def __init__(self, redis_url: str | None, prefix: str = "twoapi", timeout_s: float = 0.25) -> None:
+    def __init__(self, redis_url: str | None, prefix: str = "twoapi", timeout_s: float = 0.25,
+                 lease_share: float = 0.0) -> None:
         self.redis_url = redis_url
         self.prefix = prefix + ":rl:"
         self.timeout_s = timeout_s
         self.local = LocalBuckets()
         self.redis: RedisBuckets | None = None
+        self.leases = Leases(lease_share)
+        self._sweep: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self._down_until = 0.0
         self._healthy = True
 
@@ -146,7 +155,12 @@ class RateLimiter:
             self.redis = RedisBuckets(self.redis_url, self.timeout_s, self._settles_lost)
 
     async def stop(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+        for task in list(self._tasks):
+            await asyncio.gather(task, return_exceptions=True)
         if self.redis is not None:
+            self._give_back(self.leases.clear())  # sent by close(), with whatever else is owed
             await self.redis.close()
 
     def _use_redis(self) -> bool:
@@ -155,25 +169,29 @@ class RateLimiter:
     async def take(self, buckets: list[Bucket]) -> Decision:
         if not buckets:
             return Decision(True)
+        capped = [Bucket(b.name, b.kind, b.limit, min(b.cost, b.limit)) for b in buckets]
         if self._use_redis():
-            assert self.redis is not None
+            now = time.monotonic() * 1000
+            spent = self.leases.spend(capped, now) if self.leases else None
+            if spent is not None:
+                self._top_up(capped, now)
+                return Decision(True, 0.0, _states(capped, spent), "lease")
+            asked = [(b, self.leases.ask(b, now)) for b in capped]
             try:
-                values = await self.redis.take([(self.prefix + b.name, b.limit, min(b.cost, b.limit))
-                                                for b in buckets])
+                values = await self._call(asked)
             except Exception as error:
                 self._failed(error)
             else:
-                self._recovered()
-                states = [
-                    BucketState(b, max(0, math.floor(values[2 + 2 * i] + 1e-9)), max(0.0, values[3 + 2 * i]))
-                    for i, b in enumerate(buckets)
-                ]
+                states = self._answered(asked, values)
+                if values[0] != 1 and (spent := self.leases.spend(capped, time.monotonic() * 1000)) is not None:
+                    # Refused while a top-up filled the leases: this process holds the units.
+                    return Decision(True, 0.0, _states(capped, spent), "lease")
                 return Decision(values[0] == 1, values[1] / 1000, states, "redis")
-        capped = [Bucket(b.name, b.kind, b.limit, min(b.cost, b.limit)) for b in buckets]
         return self.local.take(capped)
 
     def settle(self, buckets: list[tuple[Bucket, int]]) -> None:
-        """Adjust token buckets by (actual - estimated) tokens, off the response path."""
+        """Adjust token buckets by (actual - estimated) tokens, off the response path:
+        against their leases first, the rest in Redis."""
         buckets = [(b, d) for b, d in buckets if d]
         if not buckets:
             return
@@ -181,7 +199,56 @@ class RateLimiter:
             self.local.settle(buckets)
             return
         assert self.redis is not None
-        self.redis.settle([(self.prefix + b.name, b.limit, d) for b, d in buckets])
+        owed = [(self.prefix + b.name, b.limit, d) for b, delta in buckets if (d := self.leases.absorb(b, delta))]
+        if owed:
+            self.redis.settle(owed)
+
+    async def _call(self, asked: list[tuple[Bucket, int]]) -> list[float]:
+        assert self.redis is not None
+        try:
+            values = await self.redis.take([(self.prefix + b.name, b.limit, b.cost, extra) for b, extra in asked])
+        except Exception:
+            self.leases.unanswered(asked)
+            raise
+        self._recovered()
+        return values
+
+    def _answered(self, asked: list[tuple[Bucket, int]], values: list[float]) -> list[BucketState]:
+        now = time.monotonic() * 1000
+        states = [self.leases.answered(b, extra, (values[2 + 3 * i], values[3 + 3 * i], values[4 + 3 * i]), now)
+                  for i, (b, extra) in enumerate(asked)]
+        if self.leases and self._sweep is None:
+            self._sweep = asyncio.get_running_loop().call_later(LEASE_IDLE_S, self._give_back_idle)
+        return _states([b for b, _ in asked], states)
+
+    def _top_up(self, buckets: list[Bucket], now: float) -> None:
+        """Ask for more units of the half-spent leases, in the background."""
+        low = self.leases.low(buckets, now)
+        if low:
+            self._spawn(self._top_up_call([(Bucket(b.name, b.kind, b.limit, 0), extra) for b, extra in low]))
+
+    async def _top_up_call(self, asked: list[tuple[Bucket, int]]) -> None:
+        try:
+            values = await self._call(asked)
+        except Exception as error:
+            self._failed(error)
+        else:
+            self._answered(asked, values)
+
+    def _give_back_idle(self) -> None:
+        self._sweep = None
+        self._give_back(self.leases.idle(time.monotonic() * 1000))
+        if self.leases:
+            self._sweep = asyncio.get_running_loop().call_later(LEASE_IDLE_S, self._give_back_idle)
+
+    def _give_back(self, held: list[tuple[str, int, int]]) -> None:
+        if held and self.redis is not None:
+            self.redis.settle([(self.prefix + name, limit, -units) for name, limit, units in held])
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _settles_lost(self, error: Exception, settles: list[tuple[str, int, int]]) -> None:
         self._failed(error)
@@ -190,6 +257,7 @@ class RateLimiter:
 
     def _failed(self, error: Exception) -> None:
         self._down_until = time.monotonic() + REDIS_RETRY_S
+        self.leases.clear()  # their units stay taken in Redis, and refill there
         if self._healthy:
             self._healthy = False
             log.warning("redis_unavailable", error=type(error).__name__,
@@ -199,6 +267,10 @@ class RateLimiter:
         if not self._healthy:
             self._healthy = True
             log.warning("redis_recovered", what="rate limits are shared through Redis again")
+
+
+def _states(buckets: list[Bucket], states: list[tuple[int, float]]) -> list[BucketState]:
+    return [BucketState(b, remaining, reset_ms) for b, (remaining, reset_ms) in zip(buckets, states, strict=True)]
 
 
 def _remaining(period: float, used: float, interval: float) -> int:

@@ -12,6 +12,11 @@ the gateway spends on a request of its own at 32 connections. So calls are share
   call of their own goes after SETTLE_DELAY_S. A request's settle thus reaches Redis
   before the next take of the same process, as when each was its own call.
 
+A take may also ask for `extra` units of a bucket beyond its cost: a lease
+(gateway/rate_leases.py). They are granted only to a request that is admitted, and only
+as many as the bucket still has room for, so a lease never pushes a bucket past its
+limit nor refuses a request.
+
 GCRA as in gateway/limits.py: a bucket is its theoretical arrival time (TAT), on
 Redis's clock.
 """
@@ -28,8 +33,9 @@ SETTLE_DELAY_S = 0.05  # owed settles with no take to carry them go this late at
 
 # KEYS: the owed settles' buckets, then each request's buckets in order.
 # ARGV: period_ms, the number of settles S, then (limit, delta) per settle, then per
-# request its bucket count n and (limit, cost) per bucket.
-# Returns, per request: allowed, retry_ms, then (remaining, reset_ms) per bucket.
+# request its bucket count n and (limit, cost, extra) per bucket.
+# Returns, per request: allowed, retry_ms, then (remaining, reset_ms, granted extra)
+# per bucket.
 _SETTLE_AND_TAKE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
@@ -71,27 +77,32 @@ while a <= #ARGV do
       allowed = 0
       if new_tat - period - now > retry then retry = new_tat - period - now end
     end
-    plans[i] = {KEYS[k], tat, new_tat, interval}
-    a = a + 2
+    plans[i] = {KEYS[k], tat, new_tat, interval, tonumber(ARGV[a + 2])}
+    a = a + 3
     k = k + 1
   end
   out[#out + 1] = tostring(allowed)
   out[#out + 1] = tostring(retry)
   for i = 1, n do
     local used = plans[i][2]
+    local granted = 0
     if allowed == 1 then
       used = plans[i][3]
+      local room = math.floor((now + period - used) / plans[i][4] + 1e-9)
+      granted = math.max(0, math.min(plans[i][5], room))
+      used = used + granted * plans[i][4]
       store(plans[i][1], used)
     end
     out[#out + 1] = tostring((period - (used - now)) / plans[i][4])
     out[#out + 1] = tostring(used - now)
+    out[#out + 1] = tostring(granted)
   end
 end
 return out
 """
 
-Take = Sequence[tuple[str, int, int]]  # a request's buckets: (key, limit per minute, cost)
-Reply = list[float]  # allowed, retry_ms, then (remaining, reset_ms) per bucket
+Take = Sequence[tuple[str, int, int, int]]  # a request's buckets: (key, limit per minute, cost, extra)
+Reply = list[float]  # allowed, retry_ms, then (remaining, reset_ms, granted extra) per bucket
 
 
 class RedisBuckets:
@@ -154,9 +165,9 @@ class RedisBuckets:
             args += (limit, delta)
         for buckets in takes:
             args.append(len(buckets))
-            for key, limit, cost in buckets:
+            for key, limit, cost, extra in buckets:
                 keys.append(key)
-                args += (limit, cost)
+                args += (limit, cost, extra)
         try:
             self.calls += 1
             reply = await self._script(keys=keys, args=args)
@@ -210,7 +221,7 @@ class RedisBuckets:
 def _split(values: list[float], takes: list[Take]) -> list[Reply]:
     replies, at = [], 0
     for buckets in takes:
-        end = at + 2 + 2 * len(buckets)
+        end = at + 2 + 3 * len(buckets)
         replies.append(values[at:end])
         at = end
     return replies
