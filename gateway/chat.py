@@ -93,6 +93,8 @@ class ChatCall:
     usage: Usage | None = None
     endpoint: str = "chat.completions"
     admission: Any = None  # gateway.admission.Admission, once admitted
+    in_flight: ModelInfo | None = None  # the model of the attempt awaiting its answer
+    handed_over: bool = False  # the trace is the ledger writer's: nothing more is added
 
     def __post_init__(self) -> None:
         self.trace = RequestTrace(self.request_uuid)
@@ -142,11 +144,13 @@ class ChatCall:
 
     def attempt_started(self, model: ModelInfo) -> None:
         self.attempts += 1
+        self.in_flight = model
         self.trace.add(Request.AttemptStarted, attempt=self.attempts, provider=model.provider, model=model.id)
         assert self.spans is not None
         self.spans.attempt_started(self.attempts, model.provider, model.upstream)
 
     def attempt_failed(self, model: ModelInfo, error: UpstreamError, latency_ms: float) -> None:
+        self.in_flight = None
         self.trace.add(
             Request.AttemptFailed,
             attempt=self.attempts,
@@ -177,6 +181,7 @@ class ChatCall:
         self.services.shared.publish_circuit(transition)
 
     def attempt_succeeded(self, model: ModelInfo, ttft_ms: float | None, latency_ms: float) -> None:
+        self.in_flight = None
         self.trace.add(
             Request.AttemptSucceeded,
             attempt=self.attempts,
@@ -227,6 +232,7 @@ class ChatCall:
         )
 
     async def commit(self) -> None:
+        self.handed_over = True
         try:
             await self.services.writer.commit(self.trace)
         except LedgerUnavailable:
@@ -237,7 +243,27 @@ class ChatCall:
     def commit_later(self) -> None:
         """Hand the events to the writer without waiting (nothing was billed, or the
         client is gone)."""
+        self.handed_over = True
         self.services.writer.submit(self.trace)
+
+    def abandoned(self, raw: bytes, body: dict[str, Any] | None) -> None:
+        """The client left before its answer (the handler is being cancelled): record
+        the request as far as it went, ended by a 499. An attempt awaiting its answer
+        is left unfinished (its outcome is unknown) and, as the provider had the prompt,
+        the prompt is billed, estimated, as a stream cut short is. Handed to the writer
+        without waiting; nothing is added to a trace already handed over."""
+        if self.handed_over:
+            return
+        if not self.trace.entries:
+            self.received(raw, body)
+        model, self.in_flight = self.in_flight, None
+        if model is not None:
+            self.services.breakers.release(model.id)
+            self.metered(model, Usage(input_tokens=_estimate_prompt(body or {}), output_tokens=0), "estimated")
+        self.trace.add(Request.Failed, status=499, error_code="client_disconnected",
+                       message="The client closed the connection before the answer.", latency_ms=_ms(self.started))
+        self.commit_later()
+        self.logged(499, "client_disconnected")
 
     def logged(self, status: int, error_code: str | None = None) -> None:
         usage = self.usage
@@ -304,6 +330,9 @@ async def chat_completions(
         if call.stream:
             return _stream_response(call, model, answer, body)
         return await _completion_response(call, model, answer)
+    except asyncio.CancelledError:
+        call.abandoned(raw, body)
+        raise
     except GatewayError as error:
         if not call.trace.entries:
             call.received(raw, body)

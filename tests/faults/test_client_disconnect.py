@@ -1,5 +1,6 @@
-"""A client that leaves mid-stream: the upstream call is cancelled, what was produced
-is metered, and nothing leaks."""
+"""A client that leaves mid-stream, or before a plain answer: the upstream call is
+cancelled, the request is recorded with what was produced (or the prompt the provider
+had) metered as estimated, and nothing leaks."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ import asyncio
 import time
 
 import httpx
+import pytest
+from eventsourcing.utils import get_topic
 
+from ledger.application import Ledger
+from ledger.events import Request
+from ledger.ids import format_request_id
 from tests.conftest import DEMO_KEY
 from tests.routing.conftest import ledger_events
 
@@ -59,3 +65,47 @@ def test_a_client_leaving_mid_stream_cancels_upstream_and_is_metered_as_estimate
 
 async def _count_tasks() -> int:
     return len(asyncio.all_tasks()) - 1  # not this one
+
+
+def _last_request_id(gateway) -> str | None:
+    ledger = Ledger.open(None, gateway.settings.data_dir)
+    try:
+        received = ledger.recorder.select_notifications(start=0, limit=10_000, topics=[get_topic(Request.Received)])
+        return format_request_id(received[-1].originator_id) if received else None
+    finally:
+        ledger.close()
+
+
+@pytest.mark.parametrize("chat_edge", [True, False], ids=["edge", "quart"])
+def test_a_client_leaving_before_a_plain_answer_is_recorded_and_its_prompt_billed(make_gateway, sim, chat_edge):
+    gateway = make_gateway(chat_edge=chat_edge, upstream_timeout_s=5.0)
+    services = gateway.app.extensions["twoapi"]
+    sim.latency(provider="openai", ttft_ms=1500)  # the answer would take 1.5 s
+    baseline_tasks = gateway.run(_count_tasks())
+    try:
+        httpx.post(gateway.api_url + "/chat/completions", headers={"Authorization": f"Bearer {DEMO_KEY}"},
+                   json={"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "tell me " * 20}]},
+                   timeout=0.4)
+    except httpx.ReadTimeout:
+        pass  # the client gives up and closes its connection
+    else:
+        pytest.fail("the answer came before the client left")
+    left_at = time.monotonic()
+
+    events: list[dict] = []
+    while time.monotonic() < left_at + 3:
+        request_id = _last_request_id(gateway)
+        events = ledger_events(gateway, request_id) if request_id else []
+        if events and events[-1]["event"] in ("Failed", "Completed"):
+            break
+        time.sleep(0.05)
+    assert time.monotonic() - left_at < 1.0, "the disconnect was not recorded promptly"
+    assert [e["event"] for e in events] == ["Received", "Routed", "AttemptStarted", "UsageMetered", "Failed"]
+    usage, failed = events[-2], events[-1]
+    assert usage["source"] == "estimated" and usage["input_tokens"] > 0 and usage["output_tokens"] == 0
+    assert usage["provider"] == "openai" and usage["cost"] != "0"
+    assert failed["status"] == 499 and failed["error_code"] == "client_disconnected"
+
+    assert gateway.run(_open_upstream_connections(services)) == 0
+    time.sleep(0.2)
+    assert gateway.run(_count_tasks()) <= baseline_tasks
