@@ -246,12 +246,13 @@ class ChatCall:
         self.handed_over = True
         self.services.writer.submit(self.trace)
 
-    def abandoned(self, raw: bytes, body: dict[str, Any] | None) -> None:
+    def abandoned(self, raw: bytes, body: dict[str, Any] | None, prompt_tokens: int | None = None) -> None:
         """The client left before its answer (the handler is being cancelled): record
         the request as far as it went, ended by a 499. An attempt awaiting its answer
         is left unfinished (its outcome is unknown) and, as the provider had the prompt,
-        the prompt is billed, estimated, as a stream cut short is. Handed to the writer
-        without waiting; nothing is added to a trace already handed over."""
+        the prompt is billed, estimated, as a stream cut short is (`prompt_tokens`: the
+        endpoint's own estimate, else the chat messages'). Handed to the writer without
+        waiting; nothing is added to a trace already handed over."""
         if self.handed_over:
             return
         if not self.trace.entries:
@@ -259,7 +260,8 @@ class ChatCall:
         model, self.in_flight = self.in_flight, None
         if model is not None:
             self.services.breakers.release(model.id)
-            self.metered(model, Usage(input_tokens=_estimate_prompt(body or {}), output_tokens=0), "estimated")
+            tokens = _estimate_prompt(body or {}) if prompt_tokens is None else prompt_tokens
+            self.metered(model, Usage(input_tokens=tokens, output_tokens=0), "estimated")
         self.trace.add(Request.Failed, status=499, error_code="client_disconnected",
                        message="The client closed the connection before the answer.", latency_ms=_ms(self.started))
         self.commit_later()

@@ -16,6 +16,7 @@ deadline) is chat's (gateway/attempts.py).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
@@ -27,7 +28,7 @@ from quart import Response
 from adapters.catalog import ModelInfo
 from gateway.attempts import RetryPolicy, first_answer
 from gateway.auth import Principal
-from gateway.chat import ChatCall, error_response
+from gateway.chat import ChatCall, error_response, estimate_tokens
 from gateway.errors import GatewayError
 from gateway.routing import Route, resolve_options
 from gateway.routing_options import RoutingDefaults
@@ -67,6 +68,21 @@ def explicit_route(services: Services, body: dict[str, Any], capability: str, wh
                  started + options["timeout_ms"] / 1000, in_force)
 
 
+def prompt_tokens(body: dict[str, Any] | None) -> int:
+    """The request's `input` (embeddings) or `prompt` (images) in tokens, estimated:
+    texts at about 4 characters a token, token arrays as they are."""
+    given = (body or {}).get("input", (body or {}).get("prompt"))
+    tokens = 0
+    for item in given if isinstance(given, list) else [given]:
+        if isinstance(item, str):
+            tokens += estimate_tokens(len(item))
+        elif isinstance(item, list):
+            tokens += len(item)
+        elif isinstance(item, int):
+            tokens += 1
+    return tokens
+
+
 async def serve_unary(
     services: Services,
     principal: Principal,
@@ -102,6 +118,9 @@ async def serve_unary(
         payload = orjson.dumps(respond(answer, model))
         record.logged(200)
         return Response(payload, 200, record.headers(model, cost), content_type="application/json")
+    except asyncio.CancelledError:  # the client left: recorded as chat records it
+        record.abandoned(raw, body, prompt_tokens(body))
+        raise
     except GatewayError as error:
         if not record.trace.entries:
             record.received(raw, body)

@@ -109,3 +109,26 @@ def test_a_client_leaving_before_a_plain_answer_is_recorded_and_its_prompt_bille
     assert gateway.run(_open_upstream_connections(services)) == 0
     time.sleep(0.2)
     assert gateway.run(_count_tasks()) <= baseline_tasks
+
+
+def test_a_client_leaving_an_embeddings_call_is_recorded_with_its_input_estimated(make_gateway, sim):
+    gateway = make_gateway(upstream_timeout_s=5.0)
+    sim.latency(provider="openai", ttft_ms=1500)
+    texts = ["a" * 400, "b" * 200]  # ~100 and ~50 tokens
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(gateway.api_url + "/embeddings", headers={"Authorization": f"Bearer {DEMO_KEY}"},
+                   json={"model": "openai/text-embedding-3-small", "input": texts}, timeout=0.4)
+
+    events: list[dict] = []
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        request_id = _last_request_id(gateway)
+        events = ledger_events(gateway, request_id) if request_id else []
+        if events and events[-1]["event"] in ("Failed", "Completed"):
+            break
+        time.sleep(0.05)
+    assert [e["event"] for e in events] == ["Received", "Routed", "AttemptStarted", "UsageMetered", "Failed"]
+    assert events[0]["endpoint"] == "embeddings"
+    usage = events[-2]
+    assert (usage["source"], usage["input_tokens"], usage["output_tokens"]) == ("estimated", 150, 0)
+    assert events[-1]["status"] == 499
