@@ -74,7 +74,7 @@ class Leases:
         or None when some bucket's lease is short (the request then goes to Redis)."""
         leases = []
         for bucket in buckets:
-            lease = self._held.get(bucket.name)
+            lease = self._lease(bucket)
             if lease is None or lease.units < bucket.cost:
                 return None
             leases.append(lease)
@@ -91,7 +91,7 @@ class Leases:
         size = self.size(bucket)
         if not size:
             return 0
-        lease = self._held.get(bucket.name)
+        lease = self._lease(bucket)
         if lease is None:
             lease = self._held[bucket.name] = Lease(bucket.limit, used_at=now)
         if lease.asking or lease.units * 2 >= size:
@@ -114,7 +114,7 @@ class Leases:
         note the bucket's state, keep what was granted; the state the request sees (the
         units held count as remaining)."""
         remaining, reset_ms, granted = reply
-        lease = self._held.get(bucket.name)
+        lease = self._lease(bucket)
         if lease is None:
             return max(0, math.floor(remaining + 1e-9)), max(0.0, reset_ms)
         if asked:
@@ -133,7 +133,7 @@ class Leases:
     def absorb(self, bucket: Bucket, delta: int) -> int:
         """Settle a request's (actual - estimated) units against the bucket's lease as far
         as it goes (tokens given back, or more spent); what is left for Redis."""
-        lease = self._held.get(bucket.name)
+        lease = self._lease(bucket)
         if lease is None or lease.target == 0:
             return delta
         if delta < 0:
@@ -143,6 +143,17 @@ class Leases:
         spent = min(delta, lease.units)
         lease.units -= spent
         return delta - spent
+
+    def _lease(self, bucket: Bucket) -> Lease | None:
+        """The bucket's lease, if it was taken under the bucket's limit. One taken under
+        an earlier limit (an operator changed it) is dropped, its units left spent in
+        Redis: given back at the new limit they would count for more or less than they
+        did, and spent they would admit requests the new limit may not."""
+        lease = self._held.get(bucket.name)
+        if lease is not None and lease.limit != bucket.limit:
+            del self._held[bucket.name]
+            return None
+        return lease
 
     def idle(self, now: float) -> list[tuple[str, int, int]]:
         """Drop the leases unused for LEASE_IDLE_S: (name, limit, units) to give back."""

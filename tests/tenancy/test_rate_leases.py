@@ -136,6 +136,22 @@ def test_token_settles_are_kept_against_the_lease(redis_prefix):
     assert 1_000_000 - 40 - 100 <= remaining(second) <= 1_000_000 - 40 - 100 + 20 + elapsed * 16_667
 
 
+def test_a_lease_taken_under_an_earlier_limit_is_not_spent(redis_prefix):
+    async def scenario():
+        rl = await running(redis_prefix, 0.1)
+        try:
+            await rl.take([requests("changed", 640)])  # and a lease of 64 at 640 a minute
+            lowered = await rl.take([requests("changed", 10)])  # the operator lowered it to 10
+            again = await rl.take([requests("changed", 10)])
+            return lowered, again
+        finally:
+            await rl.stop()
+
+    lowered, again = asyncio.run(scenario())
+    assert lowered.source == "redis" and again.source == "redis"  # 10 a minute is too small to lease
+    assert remaining(lowered) <= 8 and remaining(again) == remaining(lowered) - 1  # the 65 units still count
+
+
 def test_small_limits_are_never_leased(redis_prefix):
     async def scenario():
         rl = await running(redis_prefix, 0.01)  # 100 a minute: a lease of 1, under two requests' worth
