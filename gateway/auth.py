@@ -2,7 +2,10 @@
 
 A key is valid only if it was issued and not revoked. Answers are cached for at most
 `ttl_s` (one second by default), which bounds how long a revoked key keeps working
-on any process, and keeps the ledger read off the hot path. The key's own limits,
+on any process, and keeps the ledger read off the hot path: a key in use is read again
+in the background from half its answer's age, so only a key unused for `ttl_s / 2` or
+more makes its request wait for the read (one request a second per busy key did, a
+thread hop and an aggregate read in the latency tail). The key's own limits,
 allowed models and routing defaults come with it (from the same ApiKey aggregate,
 so they take effect within the same second); the tenant's state is
 gateway/admission.py's.
@@ -39,6 +42,10 @@ class KeyAuthenticator:
         self.ledger = ledger
         self.ttl_s = ttl_s
         self._cache: dict[str, tuple[Principal | None, float]] = {}
+        # Background reads in flight, by key hash; `forget` voids one (it may have read
+        # the key before the change that made an admin forget it).
+        self._refreshing: dict[str, object] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def authenticate(self, authorization: str | None) -> Principal:
         secret = _bearer(authorization)
@@ -49,6 +56,8 @@ class KeyAuthenticator:
         cached = self._cache.get(key_hash)
         if cached is not None and cached[1] > now:
             principal = cached[0]
+            if cached[1] - now < self.ttl_s / 2:
+                self._refresh_soon(key_hash)
         else:
             try:
                 principal = await asyncio.to_thread(self._lookup, key_hash)
@@ -56,9 +65,7 @@ class KeyAuthenticator:
                 raise GatewayError(
                     "ledger_unavailable", "API keys cannot be checked right now; retry later."
                 ) from error
-            if len(self._cache) >= _CACHE_LIMIT:
-                self._cache.clear()
-            self._cache[key_hash] = (principal, now + self.ttl_s)
+            self._keep(key_hash, principal, now)
         if principal is None:
             raise _unauthorized("Incorrect API key provided.")
         return principal
@@ -66,6 +73,34 @@ class KeyAuthenticator:
     def forget(self, key_hash: str) -> None:
         """Drop a key's cached answer (an admin changed it here): the next request reads it."""
         self._cache.pop(key_hash, None)
+        self._refreshing.pop(key_hash, None)
+
+    def _keep(self, key_hash: str, principal: Principal | None, read_at: float) -> None:
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[key_hash] = (principal, read_at + self.ttl_s)
+
+    def _refresh_soon(self, key_hash: str) -> None:
+        if key_hash in self._refreshing:
+            return  # one read per key at a time
+        token = self._refreshing[key_hash] = object()
+        task = asyncio.get_running_loop().create_task(self._refresh(key_hash, token))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _refresh(self, key_hash: str, token: object) -> None:
+        started = time.monotonic()  # the answer is as old as the read's start
+        try:
+            principal = await asyncio.to_thread(self._lookup, key_hash)
+        except Exception:
+            return  # the cached answer runs out; the request after it reads (and says so)
+        finally:
+            if self._refreshing.get(key_hash) is token:
+                del self._refreshing[key_hash]
+            else:
+                token = None  # forgotten meanwhile: this read may predate the change
+        if token is not None:
+            self._keep(key_hash, principal, started)
 
     def _lookup(self, key_hash: str) -> Principal | None:
         key = self.ledger.find_key(key_hash)
