@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.background import Background
 from gateway.errors import GatewayError
 from gateway.routing_options import stored_options
 from ledger.application import KEY_PREFIX, Ledger, hash_key
@@ -45,7 +46,7 @@ class KeyAuthenticator:
         # Background reads in flight, by key hash; `forget` voids one (it may have read
         # the key before the change that made an admin forget it).
         self._refreshing: dict[str, object] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._background = Background()
 
     async def authenticate(self, authorization: str | None) -> Principal:
         secret = _bearer(authorization)
@@ -84,9 +85,7 @@ class KeyAuthenticator:
         if key_hash in self._refreshing:
             return  # one read per key at a time
         token = self._refreshing[key_hash] = object()
-        task = asyncio.get_running_loop().create_task(self._refresh(key_hash, token))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._background.spawn(self._refresh(key_hash, token))
 
     async def _refresh(self, key_hash: str, token: object) -> None:
         started = time.monotonic()  # the answer is as old as the read's start

@@ -25,10 +25,10 @@ import asyncio
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import structlog
 
+from gateway.background import Background
 from gateway.rate_leases import LEASE_IDLE_S, Leases
 from gateway.redis_buckets import PERIOD_MS, RedisBuckets
 
@@ -142,7 +142,7 @@ class RateLimiter:
         self.redis: RedisBuckets | None = None
         self.leases = Leases(lease_share)
         self._sweep: asyncio.TimerHandle | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._background = Background()
         self._down_until = 0.0
         self._healthy = True
 
@@ -157,8 +157,7 @@ class RateLimiter:
     async def stop(self) -> None:
         if self._sweep is not None:
             self._sweep.cancel()
-        for task in list(self._tasks):
-            await asyncio.gather(task, return_exceptions=True)
+        await self._background.drain()
         if self.redis is not None:
             self._give_back(self.leases.clear())  # sent by close(), with whatever else is owed
             await self.redis.close()
@@ -225,7 +224,7 @@ class RateLimiter:
         """Ask for more units of the half-spent leases, in the background."""
         low = self.leases.low(buckets, now)
         if low:
-            self._spawn(self._top_up_call([(Bucket(b.name, b.kind, b.limit, 0), extra) for b, extra in low]))
+            self._background.spawn(self._top_up_call([(Bucket(b.name, b.kind, b.limit, 0), extra) for b, extra in low]))
 
     async def _top_up_call(self, asked: list[tuple[Bucket, int]]) -> None:
         try:
@@ -244,11 +243,6 @@ class RateLimiter:
     def _give_back(self, held: list[tuple[str, int, int]]) -> None:
         if held and self.redis is not None:
             self.redis.settle([(self.prefix + name, limit, -units) for name, limit, units in held])
-
-    def _spawn(self, coroutine: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     def _settles_lost(self, error: Exception, settles: list[tuple[str, int, int]]) -> None:
         self._failed(error)

@@ -97,7 +97,7 @@ class Leases:
         if lease.asking or lease.units * 2 >= size:
             return 0
         lease.asking = True
-        lease.limit, lease.target = bucket.limit, size
+        lease.target = size
         return size - lease.units
 
     def low(self, buckets: list[Bucket], now: float) -> list[tuple[Bucket, int]]:

@@ -26,7 +26,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
-from typing import Any
+
+from gateway.background import Background
 
 PERIOD_MS = 60_000.0
 SETTLE_DELAY_S = 0.05  # owed settles with no take to carry them go this late at most
@@ -122,7 +123,7 @@ class RedisBuckets:
         self._waiting: list[tuple[Take, asyncio.Future[Reply]]] = []
         self._owed: dict[str, list[int]] = {}  # key -> [limit, delta]
         self._flush_timer: asyncio.TimerHandle | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._background = Background()
         self.calls = 0  # script calls made (for tests and the bench)
 
     async def take(self, buckets: Take) -> Reply:
@@ -147,9 +148,7 @@ class RedisBuckets:
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
-        for task in list(self._tasks):
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await task
+        await self._background.drain()
         if self._owed and not self._in_flight:
             with contextlib.suppress(Exception):
                 await self._call([])  # what is owed is not lost on a clean stop
@@ -184,7 +183,7 @@ class RedisBuckets:
             return
         batch, self._waiting = self._waiting, []
         self._in_flight = True  # arrivals from now on wait for this call's return
-        self._spawn(self._call_for(batch))
+        self._background.spawn(self._call_for(batch))
 
     async def _call_for(self, batch: list[tuple[Take, asyncio.Future[Reply]]]) -> None:
         try:
@@ -206,16 +205,11 @@ class RedisBuckets:
             self._flush_timer = asyncio.get_running_loop().call_later(SETTLE_DELAY_S, self._flush_owed)
             return
         self._in_flight = True
-        self._spawn(self._settle_only())
+        self._background.spawn(self._settle_only())
 
     async def _settle_only(self) -> None:
         with contextlib.suppress(Exception):  # on_error has the settles
             await self._call([])
-
-    def _spawn(self, coroutine: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
 
 def _split(values: list[float], takes: list[Take]) -> list[Reply]:
