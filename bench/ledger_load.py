@@ -5,10 +5,11 @@ stream, which adds StreamSummarized; half of the requests stream, 6.5 on average
 
 The producer keeps a window of requests in flight (as that many concurrent gateway
 requests would each wait on their commit), builds each RequestTrace on the fly as the
-request path does, and submits it to `ledger.writer.LedgerWriter`. Reported per store
-and window: events/s and requests/s committed, commits and mean batch size, commit
-wait p50/p99 (submit to durable), and CPU per event of this process (producer +
-writer thread) and of PostgreSQL's backends.
+request path does, and commits it with the writer the gateway uses (the loop writer,
+`ledger.loop_writer`, on PostgreSQL; the threaded `ledger.writer` on SQLite). Reported
+per store and window: events/s and requests/s committed, commits and mean batch size,
+commit wait p50/p99 (submit to durable), and CPU per event of this process (producer
+and writer) and of PostgreSQL's backends.
 
 Projection lag: the gateway driven at a steady rate (300 req/s) while the harness samples
 the balance projection's status (age of the oldest unapplied event) every 50 ms.
@@ -16,6 +17,7 @@ the balance projection's status (age of the oldest unapplied event) every 50 ms.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import tempfile
 import threading
@@ -53,7 +55,8 @@ def make_trace(request_id: uuid.UUID, stream: bool) -> Any:
 
 
 def pump(writer: Any, window: int, duration_s: float) -> dict[str, Any]:
-    """Keep `window` requests in flight for `duration_s`; measure what gets committed."""
+    """Keep `window` requests in flight for `duration_s` from threads (the threaded
+    writer's `submit`); measure what gets committed."""
     slots = threading.BoundedSemaphore(window)
     waits: list[float] = []
     lock = threading.Lock()
@@ -93,6 +96,38 @@ def pump(writer: Any, window: int, duration_s: float) -> dict[str, Any]:
         if outstanding[0] == 0:
             drained.set()
     drained.wait(120)
+    return _pumped(writer, window, submitted, len(failures), waits, started, events0, commits0)
+
+
+async def pump_on_loop(writer: Any, window: int, duration_s: float) -> dict[str, Any]:
+    """The same with the loop writer: `window` tasks, each committing one request
+    after another as a gateway request awaits its commit."""
+    waits: list[float] = []
+    failures = 0
+    submitted = 0
+    streams = itertools.cycle((False, True))
+    events0, commits0 = writer.committed_events, writer.commits
+    started = time.perf_counter()
+    end = started + duration_s
+
+    async def requests() -> None:
+        nonlocal failures, submitted
+        while time.perf_counter() < end:
+            trace = make_trace(uuid.uuid4(), next(streams))
+            submitted += 1
+            t = time.perf_counter()
+            try:
+                await writer.commit(trace)
+            except Exception:
+                failures += 1
+            waits.append(time.perf_counter() - t)
+
+    await asyncio.gather(*(requests() for _ in range(window)))
+    return _pumped(writer, window, submitted, failures, waits, started, events0, commits0)
+
+
+def _pumped(writer: Any, window: int, submitted: int, failures: int, waits: list[float], started: float,
+            events0: int, commits0: int) -> dict[str, Any]:
     elapsed = time.perf_counter() - started
     events = writer.committed_events - events0
     commits = writer.commits - commits0
@@ -100,7 +135,7 @@ def pump(writer: Any, window: int, duration_s: float) -> dict[str, Any]:
         "window": window,
         "requests": submitted,
         "events": events,
-        "failures": len(failures),
+        "failures": failures,
         "duration_s": round(elapsed, 3),
         "events_per_s": round(events / elapsed, 1),
         "requests_per_s": round(submitted / elapsed, 1),
@@ -110,32 +145,62 @@ def pump(writer: Any, window: int, duration_s: float) -> dict[str, Any]:
     }
 
 
+def gateway_writer(ledger: Any) -> Any:
+    """The writer the gateway uses for this ledger (the loop writer on PostgreSQL),
+    or the threaded one for code from before the loop writer (`--baseline`)."""
+    try:
+        from ledger.loop_writer import writer_for
+    except ImportError:
+        from ledger.writer import LedgerWriter
+
+        return LedgerWriter(ledger)
+    return writer_for(ledger)
+
+
 def bench_store(store: str, windows: list[int], duration_s: float, runs: int,
                 database_url: str | None) -> list[dict[str, Any]]:
     from ledger.application import Ledger
-    from ledger.writer import LedgerWriter
 
-    rows = []
     with tempfile.TemporaryDirectory(prefix="bench-ledger-") as tmp:
         ledger = Ledger.open(database_url, Path(tmp))
-        writer = LedgerWriter(ledger)
         try:
-            pump(writer, 64, min(1.0, duration_s))  # warm-up: connections, prepared statements
-            for window in windows:
-                for run in range(runs):
-                    cpu0 = time.process_time()
-                    pg0 = service_cpu_seconds("postgres") if store == "postgres" else 0.0
-                    row = pump(writer, window, duration_s)
-                    cpu = time.process_time() - cpu0
-                    row.update(store=store, run=run,
-                               client_cpu_us_per_event=round(cpu * 1e6 / max(row["events"], 1), 1))
-                    if store == "postgres":
-                        pg = service_cpu_seconds("postgres") - pg0
-                        row["postgres_cpu_us_per_event"] = round(pg * 1e6 / max(row["events"], 1), 1)
-                    rows.append(row)
+            return asyncio.run(_bench_writer(ledger, store, windows, duration_s, runs))
         finally:
-            writer.close()
             ledger.close()
+
+
+async def _bench_writer(ledger: Any, store: str, windows: list[int], duration_s: float,
+                        runs: int) -> list[dict[str, Any]]:
+    writer = gateway_writer(ledger)
+    threaded = hasattr(writer, "submit")
+    if not threaded:
+        await writer.start()
+
+    async def measure(window: int, seconds: float) -> dict[str, Any]:
+        if threaded:
+            return await asyncio.to_thread(pump, writer, window, seconds)
+        return await pump_on_loop(writer, window, seconds)
+
+    rows = []
+    try:
+        await measure(64, min(1.0, duration_s))  # warm-up: connections, prepared statements
+        for window in windows:
+            for run in range(runs):
+                cpu0 = time.process_time()
+                pg0 = service_cpu_seconds("postgres") if store == "postgres" else 0.0
+                row = await measure(window, duration_s)
+                cpu = time.process_time() - cpu0
+                row.update(store=store, run=run, writer="thread" if threaded else "loop",
+                           client_cpu_us_per_event=round(cpu * 1e6 / max(row["events"], 1), 1))
+                if store == "postgres":
+                    pg = service_cpu_seconds("postgres") - pg0
+                    row["postgres_cpu_us_per_event"] = round(pg * 1e6 / max(row["events"], 1), 1)
+                rows.append(row)
+    finally:
+        if threaded:
+            await asyncio.to_thread(writer.close)
+        else:
+            await writer.stop()
     return rows
 
 

@@ -162,7 +162,8 @@ def ledger_markdown(result: dict[str, Any]) -> str:
             rows.append([store, int(window), m["events_per_s"], m["requests_per_s"], m["mean_requests_per_commit"],
                          m["commit_wait_p50_ms"], m["commit_wait_p99_ms"], m["client_cpu_us_per_event"],
                          m["postgres_cpu_us_per_event"], m["failures"]])
-    out = ["Ledger writer (LedgerWriter, 6.5 events/request), medians of runs:\n",
+    out = ["Ledger writer (the gateway's: on the event loop for PostgreSQL, a thread for SQLite; 6.5 events/request),"
+           " medians of runs:\n",
            _table(["store", "in flight", "events/s", "requests/s", "requests/commit", "wait p50 ms", "wait p99 ms",
                    "client CPU us/event", "PG CPU us/event", "failures"], rows)]
     lag = result.get("projection_lag")

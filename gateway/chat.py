@@ -244,7 +244,7 @@ class ChatCall:
         """Hand the events to the writer without waiting (nothing was billed, or the
         client is gone)."""
         self.handed_over = True
-        self.services.writer.submit(self.trace)
+        self.services.writer.commit_later(self.trace)
 
     def abandoned(self, raw: bytes, body: dict[str, Any] | None, prompt_tokens: int | None = None) -> None:
         """The client left before its answer (the handler is being cancelled): record

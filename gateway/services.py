@@ -20,9 +20,9 @@ from gateway.latency import LatencyTracker
 from gateway.observability import build_tracer
 from gateway.shared_state import SharedState
 from ledger.application import Ledger
+from ledger.loop_writer import writer_for
 from ledger.price_books import PriceBooks
 from ledger.pricing import PriceBook
-from ledger.writer import LedgerWriter
 
 
 class Services:
@@ -46,7 +46,8 @@ class Services:
         self.ledger = await asyncio.to_thread(
             Ledger.open, self.settings.database_url, self.settings.data_dir
         )
-        self.writer = LedgerWriter(self.ledger)
+        self.writer = writer_for(self.ledger)
+        await self.writer.start()
         self.authenticator = KeyAuthenticator(self.ledger)
         await start_tenancy(self)  # projection, rate limits, admission gate, price books
         self.http = HttpClient()
@@ -63,7 +64,7 @@ class Services:
         await self.analytics.stop()
         await self.shared.stop()
         await self.http.close()
-        await asyncio.to_thread(self.writer.close)
+        await self.writer.stop()
         await stop_tenancy(self)
 
     def is_configured(self, model: ModelInfo) -> bool:

@@ -124,12 +124,12 @@ class FailFastPostgresRecorder(PostgresApplicationRecorder):
             self._insert(stored_events, self.append_statement)
             return
         with self.datastore.get_connection() as conn:
-            conn.execute(self.call_append_function, _columns(stored_events), prepare=True)
+            conn.execute(self.call_append_function, columns_of(stored_events), prepare=True)
 
     def _insert(self, stored_events: Sequence[StoredEvent], statement: Any) -> list[int] | None:
         if not stored_events:
             return None
-        columns = _columns(stored_events)
+        columns = columns_of(stored_events)
         # A large batch (a re-pricing run saves tens of MB at once) goes without the
         # pipeline: in pipeline mode psycopg can block sending a big query while the
         # server blocks sending it results (psycopg issue 685), and both wait forever.
@@ -155,7 +155,7 @@ class FailFastPostgresRecorder(PostgresApplicationRecorder):
             return [row["notification_id"] for row in curs.fetchall()]
 
 
-def _columns(stored_events: Sequence[StoredEvent]) -> tuple[list[Any], list[int], list[str], list[bytes]]:
+def columns_of(stored_events: Sequence[StoredEvent]) -> tuple[list[Any], list[int], list[str], list[bytes]]:
     return (
         [e.originator_id for e in stored_events],
         [e.originator_version for e in stored_events],

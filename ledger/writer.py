@@ -1,4 +1,6 @@
-"""The batched ledger writer (group commit).
+"""The batched ledger writer (group commit) on a thread: the gateway's on SQLite, and
+for callers without an event loop (tools, tests, benchmarks). On PostgreSQL the
+gateway commits from its event loop instead (ledger/loop_writer.py).
 
 Requests hand their traces to one writer thread and wait on a future. The thread
 takes everything queued while the previous transaction was committing and saves it
@@ -80,6 +82,16 @@ class LedgerWriter:
         self._queue.put((item, (loop, waiter)))
         await waiter
 
+    def commit_later(self, item: Recordable) -> None:
+        """Store the item's events with the next batch; nobody waits for them."""
+        self.submit(item)
+
+    async def start(self) -> None:
+        """The thread runs from construction; here for the loop writer's interface."""
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self.close)
+
     def close(self, timeout: float = 10.0) -> None:
         """Commit what is queued, then stop the thread."""
         self._queue.put(_STOP)
@@ -116,12 +128,12 @@ class LedgerWriter:
             events = [to_stored(event) for item, _ in batch for event in item.domain_events()]
             self._append(events)
         except Exception as error:
-            if len(batch) > 1 and not _is_connection_error(error):
+            if len(batch) > 1 and not is_connection_error(error):
                 # One bad item (e.g. a duplicate id) must not sink the others.
                 for one in batch:
                     self._save_one(*one)
                 return
-            if _is_connection_error(error):
+            if is_connection_error(error):
                 self._down_until = time.monotonic() + self.down_pause_s
             log.error("ledger_commit_failed", error=type(error).__name__, items=len(batch))
             _notify([waiter for _, waiter in batch], str(error))
@@ -175,6 +187,6 @@ def _resolve(future: Future[None], error: Exception | None = None) -> None:
         future.set_exception(error)
 
 
-def _is_connection_error(error: Exception) -> bool:
+def is_connection_error(error: Exception) -> bool:
     name = type(error).__name__
     return name in {"OperationalError", "InterfaceError", "PoolTimeout", "OperationalErrorSQLite"}

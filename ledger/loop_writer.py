@@ -1,0 +1,163 @@
+"""The ledger writer on the event loop (PostgreSQL): group commit without a thread.
+
+The threaded writer (ledger/writer.py) passes every request's events to a thread and
+back: two wake-ups per commit and, under load, the GIL handed between the loop and
+the thread, which may wait a whole switch interval (5 ms) for it while the loop
+runs. On PostgreSQL a commit is one statement (our recorder's append function), so
+the loop sends it itself over an asynchronous connection: requests queue their items,
+one task takes everything queued while the previous statement was in flight, sends it
+as the next one and wakes its waiters directly.
+
+The contract is the threaded writer's: a request is answered only after its events
+are stored; an item whose client left is stored all the same; one bad item does not
+sink its batch; after a lost connection, batches fail at once for `down_pause_s`
+(a fast 503 beats a slow one) and the next one connects again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import select
+import time
+from typing import Any
+
+import structlog
+from psycopg import AsyncConnection
+
+from ledger.application import Ledger
+from ledger.recorders import FailFastPostgresRecorder, columns_of
+from ledger.writer import LedgerUnavailable, LedgerWriter, Recordable, is_connection_error
+
+log = structlog.get_logger("ledger.writer")
+
+Item = tuple[Recordable, "asyncio.Future[None] | None"]
+
+
+class LoopWriter:
+    def __init__(self, ledger: Ledger, max_batch: int = 1000, down_pause_s: float = 0.5) -> None:
+        recorder = ledger.recorder
+        assert isinstance(recorder, FailFastPostgresRecorder) and recorder.append_function_ready
+        self.ledger = ledger
+        self.max_batch = max_batch
+        self.down_pause_s = down_pause_s
+        self.committed_events = 0
+        self.commits = 0
+        self._statement = recorder.call_append_function
+        pool = recorder.datastore.pool
+        self._connect_args: dict[str, Any] = {
+            **{k: v for k, v in pool.kwargs.items() if k != "row_factory"},
+            "autocommit": True,
+            "connect_timeout": max(1, round(pool.timeout)),
+        }
+        self._conn: AsyncConnection[Any] | None = None
+        self._down_until = 0.0
+        self._pending: list[Item] = []
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+
+    async def start(self) -> None:
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name="ledger-writer")
+
+    async def commit(self, item: Recordable) -> None:
+        """Wait until the item's events are stored; raise LedgerUnavailable if not."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue((item, waiter))
+        await waiter
+
+    def commit_later(self, item: Recordable) -> None:
+        """Store the item's events with the next batch; nobody waits for them."""
+        self._queue((item, None))
+
+    async def stop(self) -> None:
+        """Commit what is queued, then close the connection."""
+        self._stopping = True
+        if self._wake is not None and self._task is not None:
+            self._wake.set()
+            await self._task
+        if self._conn is not None:
+            await self._conn.close()
+
+    def _queue(self, item: Item) -> None:
+        if self._wake is None:
+            raise LedgerUnavailable("the ledger writer is not started")
+        self._pending.append(item)
+        self._wake.set()
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+                await self._save(batch)
+            if self._stopping:
+                return
+
+    async def _save(self, batch: list[Item]) -> None:
+        if time.monotonic() < self._down_until:
+            _notify(batch, "the ledger's database is unreachable")
+            return
+        try:
+            to_stored = self.ledger.mapper.to_stored_event
+            events = [to_stored(event) for item, _ in batch for event in item.domain_events()]
+            if events:
+                await self._append(columns_of(events))
+        except Exception as error:
+            if is_connection_error(error):
+                self._down_until = time.monotonic() + self.down_pause_s
+                await self._disconnect()
+            elif len(batch) > 1:
+                for one in batch:  # one bad item (e.g. a duplicate id) must not sink the others
+                    await self._save([one])
+                return
+            log.error("ledger_commit_failed", error=type(error).__name__, items=len(batch))
+            _notify(batch, str(error))
+            return
+        self.commits += 1
+        self.committed_events += len(events)
+        _notify(batch)
+
+    async def _append(self, columns: tuple[list[Any], ...]) -> None:
+        conn = self._conn
+        if conn is None or conn.closed or _has_input(conn):
+            # A connection the server closed while idle (a restart, a terminated
+            # backend) has its last message or EOF to read: connect again rather than
+            # fail a batch on it. A live idle one has nothing (we LISTEN to nothing).
+            await self._disconnect()
+            conn = self._conn = await AsyncConnection.connect(**self._connect_args)
+        await conn.execute(self._statement, columns, prepare=True)
+
+    async def _disconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.closed:
+            try:
+                await conn.close()
+            except Exception as error:  # closing a broken connection: nothing to save
+                log.warning("ledger_connection_close_failed", error=type(error).__name__)
+
+
+def _has_input(conn: AsyncConnection[Any]) -> bool:
+    readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    return bool(readable)
+
+
+def _notify(batch: list[Item], failure: str | None = None) -> None:
+    for _, waiter in batch:
+        if waiter is None or waiter.done():
+            continue  # nobody waits, or the waiter was cancelled (its client left)
+        if failure is None:
+            waiter.set_result(None)
+        else:
+            waiter.set_exception(LedgerUnavailable(failure))
+
+
+def writer_for(ledger: Ledger) -> LoopWriter | LedgerWriter:
+    """The loop's own writer where a commit is one statement (our PostgreSQL recorder,
+    which created the append function); the threaded writer otherwise (SQLite)."""
+    recorder = ledger.recorder
+    if isinstance(recorder, FailFastPostgresRecorder) and recorder.append_function_ready:
+        return LoopWriter(ledger)
+    return LedgerWriter(ledger)
