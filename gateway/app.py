@@ -32,7 +32,7 @@ from gateway.usage import usage_api
 log = structlog.get_logger("gateway.app")
 
 # werkzeug's HTTP errors raised by Quart itself -> our taxonomy codes.
-HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed", 408: "request_timeout", 413: "request_too_large"}
 
 
 def create_app(settings: Settings, span_exporter: SpanExporter | None = None) -> Quart:

@@ -25,6 +25,7 @@ TAXONOMY: dict[str, ErrorKind] = {
     "invalid_request": ErrorKind(400, "invalid_request_error", False, "The request is malformed or violates the schema; `param` names the field."),
     "invalid_json": ErrorKind(400, "invalid_request_error", False, "The body is not valid JSON (or not UTF-8)."),
     "request_too_large": ErrorKind(413, "invalid_request_error", False, "The body exceeds the configured size limit."),
+    "request_timeout": ErrorKind(408, "invalid_request_error", True, "The body did not arrive within the body timeout (60 s); nothing was served."),
     "authentication_error": ErrorKind(401, "authentication_error", False, "Missing, unknown or revoked API key."),
     "permission_denied": ErrorKind(403, "permission_error", False, "The key may not use this resource."),
     "not_found": ErrorKind(404, "invalid_request_error", False, "No such endpoint or resource."),

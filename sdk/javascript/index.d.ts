@@ -4,7 +4,7 @@ export declare const VERSION: string;
 export declare const DEFAULT_BASE_URL: string;
 
 export type ErrorCode =
-  | 'invalid_request' | 'invalid_json' | 'request_too_large' | 'authentication_error' | 'permission_denied'
+  | 'invalid_request' | 'invalid_json' | 'request_too_large' | 'request_timeout' | 'authentication_error' | 'permission_denied'
   | 'not_found' | 'method_not_allowed' | 'model_not_found' | 'model_not_supported' | 'model_does_not_support_images'
   | 'context_length_exceeded' | 'rate_limited' | 'insufficient_balance' | 'upstream_rate_limited'
   | 'upstream_overloaded' | 'upstream_error' | 'upstream_auth_error' | 'upstream_timeout'
@@ -181,6 +181,7 @@ export declare class NotFoundError extends APIError {}
 export declare class ModelNotFoundError extends NotFoundError {}
 export declare class MethodNotAllowedError extends APIError {}
 export declare class RequestTooLargeError extends APIError {}
+export declare class RequestTimeoutError extends APIError {}
 export declare class RateLimitError extends APIError {}
 export declare class UpstreamRateLimitedError extends RateLimitError {}
 export declare class InternalServerError extends APIError {}

@@ -20,6 +20,7 @@ export const TAXONOMY = Object.freeze({
   invalid_request: [400, 'invalid_request_error', false],
   invalid_json: [400, 'invalid_request_error', false],
   request_too_large: [413, 'invalid_request_error', false],
+  request_timeout: [408, 'invalid_request_error', true],
   authentication_error: [401, 'authentication_error', false],
   permission_denied: [403, 'permission_error', false],
   not_found: [404, 'invalid_request_error', false],
@@ -106,6 +107,7 @@ export class NotFoundError extends APIError {}
 export class ModelNotFoundError extends NotFoundError {}
 export class MethodNotAllowedError extends APIError {}
 export class RequestTooLargeError extends APIError {}
+export class RequestTimeoutError extends APIError {}
 export class RateLimitError extends APIError {}
 export class UpstreamRateLimitedError extends RateLimitError {}
 export class InternalServerError extends APIError {}
@@ -122,6 +124,7 @@ export const ERROR_CLASSES = Object.freeze({
   invalid_request: InvalidRequestError,
   invalid_json: InvalidJSONError,
   request_too_large: RequestTooLargeError,
+  request_timeout: RequestTimeoutError,
   authentication_error: AuthenticationError,
   permission_denied: PermissionDeniedError,
   not_found: NotFoundError,
@@ -147,7 +150,7 @@ export const ERROR_CLASSES = Object.freeze({
 
 const STATUS_CLASSES = {
   400: BadRequestError, 401: AuthenticationError, 402: InsufficientBalanceError, 403: PermissionDeniedError,
-  404: NotFoundError, 405: MethodNotAllowedError, 413: RequestTooLargeError, 429: RateLimitError,
+  404: NotFoundError, 405: MethodNotAllowedError, 408: RequestTimeoutError, 413: RequestTooLargeError, 429: RateLimitError,
 };
 
 function headersObject(headers) {

@@ -100,5 +100,5 @@ def test_a_body_that_does_not_arrive_in_time_is_refused_naming_the_timeout(gw):
             answer += more
     status_line, _, rest = answer.partition(b"\r\n")
     # werkzeug's RequestTimeout in the envelope, as the app's HTTP error handler words it
-    assert status_line.split()[1] == b"400", answer
-    assert b'"code":"invalid_request"' in rest and b"within the specified time" in rest
+    assert status_line.split()[1] == b"408", answer
+    assert b'"code":"request_timeout"' in rest and b"within the specified time" in rest

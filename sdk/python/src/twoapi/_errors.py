@@ -24,6 +24,7 @@ TAXONOMY: dict[str, ErrorKind] = {
     "invalid_request": ErrorKind(400, "invalid_request_error", False),
     "invalid_json": ErrorKind(400, "invalid_request_error", False),
     "request_too_large": ErrorKind(413, "invalid_request_error", False),
+    "request_timeout": ErrorKind(408, "invalid_request_error", True),
     "authentication_error": ErrorKind(401, "authentication_error", False),
     "permission_denied": ErrorKind(403, "permission_error", False),
     "not_found": ErrorKind(404, "invalid_request_error", False),
@@ -165,6 +166,10 @@ class RequestTooLargeError(APIError):
     """413."""
 
 
+class RequestTimeoutError(APIError):
+    """The body did not reach the gateway in time; nothing was served (retryable)."""
+
+
 class RateLimitError(APIError):
     """429: a 2api limit (`rate_limited`, not retried automatically; see
     `retry_after`) or the provider's (`upstream_rate_limited`, retried)."""
@@ -214,6 +219,7 @@ ERROR_CLASSES: dict[str, type[APIError]] = {
     "invalid_request": InvalidRequestError,
     "invalid_json": InvalidJSONError,
     "request_too_large": RequestTooLargeError,
+    "request_timeout": RequestTimeoutError,
     "authentication_error": AuthenticationError,
     "permission_denied": PermissionDeniedError,
     "not_found": NotFoundError,
@@ -244,6 +250,7 @@ STATUS_CLASSES: dict[int, type[APIError]] = {
     403: PermissionDeniedError,
     404: NotFoundError,
     405: MethodNotAllowedError,
+    408: RequestTimeoutError,
     413: RequestTooLargeError,
     429: RateLimitError,
 }
