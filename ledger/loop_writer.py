@@ -62,13 +62,23 @@ class LoopWriter:
 
     async def commit(self, item: Recordable) -> None:
         """Wait until the item's events are stored; raise LedgerUnavailable if not."""
+        if not self.running:
+            raise LedgerUnavailable("the ledger writer is not running")
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue((item, waiter))
         await waiter
 
     def commit_later(self, item: Recordable) -> None:
         """Store the item's events with the next batch; nobody waits for them."""
+        if not self.running:
+            log.error("ledger_events_dropped", reason="the ledger writer is not running")
+            return
         self._queue((item, None))
+
+    @property
+    def running(self) -> bool:
+        """Started, and not stopped: what is queued now will be committed."""
+        return self._task is not None and not self._task.done()
 
     async def stop(self) -> None:
         """Commit what is queued, then close the connection."""
@@ -80,8 +90,7 @@ class LoopWriter:
             await self._conn.close()
 
     def _queue(self, item: Item) -> None:
-        if self._wake is None:
-            raise LedgerUnavailable("the ledger writer is not started")
+        assert self._wake is not None
         self._pending.append(item)
         self._wake.set()
 

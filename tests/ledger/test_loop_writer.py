@@ -8,7 +8,8 @@ contract without a thread:
 - a connection the server closed while idle is replaced without failing a commit;
 - with the database gone, commits fail fast with LedgerUnavailable, and the writer
   connects again once it is back;
-- what is queued without a waiter (`commit_later`) is stored by `stop`.
+- what is queued without a waiter (`commit_later`) is stored by `stop`;
+- a commit after `stop` is refused (LedgerUnavailable), never left waiting.
 """
 
 from __future__ import annotations
@@ -146,3 +147,14 @@ async def test_what_is_queued_without_a_waiter_is_stored_by_stop(pg_ledger):
         writer.commit_later(trace)
     await writer.stop()
     assert all(versions(pg_ledger, t) == list(range(1, 11)) for t in traces)
+
+
+async def test_a_commit_after_stop_is_refused_rather_than_left_waiting(pg_ledger):
+    writer = LoopWriter(pg_ledger)
+    await writer.start()
+    await writer.stop()
+    trace = full_trace(uuid.uuid4())
+    with pytest.raises(LedgerUnavailable):
+        await asyncio.wait_for(writer.commit(trace), 5)
+    writer.commit_later(trace)  # logged as dropped: nothing will commit it
+    assert versions(pg_ledger, trace) == []
