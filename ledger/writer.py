@@ -63,13 +63,18 @@ class LedgerWriter:
         # Our PostgreSQL recorder appends without returning notification ids.
         recorder = ledger.recorder
         self._append = getattr(recorder, "append_events", None) or recorder.insert_events
+        # Nothing is queued behind the stop mark: the thread would never take it.
+        self._closed = False
+        self._closing = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self._thread.start()
 
     def submit(self, item: Recordable) -> Future[None]:
-        """Queue the item; the future resolves once its events are stored."""
+        """Queue the item; the future resolves once its events are stored (or fails
+        with LedgerUnavailable, at once if the writer is closed)."""
         future: Future[None] = Future()
-        self._queue.put((item, future))
+        if not self._put((item, future)):
+            _resolve(future, LedgerUnavailable("the ledger writer is closed"))
         return future
 
     async def commit(self, item: Recordable) -> None:
@@ -79,12 +84,14 @@ class LedgerWriter:
         the loop and woken one by one, was ~4% of the CPU at one request in flight)."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
-        self._queue.put((item, (loop, waiter)))
+        if not self._put((item, (loop, waiter))):
+            raise LedgerUnavailable("the ledger writer is closed")
         await waiter
 
     def commit_later(self, item: Recordable) -> None:
         """Store the item's events with the next batch; nobody waits for them."""
-        self.submit(item)
+        if not self._put((item, Future())):
+            log.error("ledger_events_dropped", reason="the ledger writer is closed")
 
     async def start(self) -> None:
         """The thread runs from construction; here for the loop writer's interface."""
@@ -93,9 +100,19 @@ class LedgerWriter:
         await asyncio.to_thread(self.close)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Commit what is queued, then stop the thread."""
-        self._queue.put(_STOP)
+        """Commit what is queued, then stop the thread; later items are refused."""
+        with self._closing:
+            if not self._closed:
+                self._closed = True
+                self._queue.put(_STOP)
         self._thread.join(timeout)
+
+    def _put(self, entry: tuple[Recordable, Waiter]) -> bool:
+        with self._closing:
+            if self._closed:
+                return False
+            self._queue.put(entry)
+            return True
 
     def _run(self) -> None:
         while True:

@@ -110,3 +110,16 @@ def test_a_tenant_name_is_taken_once(ledger):
     ledger.create_tenant("acme")
     with pytest.raises(ValueError):
         ledger.create_tenant("acme")
+
+
+async def test_a_closed_writer_refuses_at_once_rather_than_leaving_a_request_waiting(ledger):
+    writer = LedgerWriter(ledger)
+    writer.close()
+    trace = trace_of(uuid.uuid4())
+    with pytest.raises(LedgerUnavailable):
+        writer.submit(trace).result(5)
+    with pytest.raises(LedgerUnavailable):
+        await asyncio.wait_for(writer.commit(trace), 5)
+    writer.commit_later(trace)  # logged as dropped
+    writer.close()  # twice is harmless
+    assert ledger.event_dicts(trace.request_id) == []
