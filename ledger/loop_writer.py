@@ -17,7 +17,6 @@ sink its batch; after a lost connection, batches fail at once for `down_pause_s`
 from __future__ import annotations
 
 import asyncio
-import select
 import time
 from typing import Any
 
@@ -25,8 +24,8 @@ import structlog
 from psycopg import AsyncConnection
 
 from ledger.application import Ledger
-from ledger.recorders import FailFastPostgresRecorder, columns_of
-from ledger.writer import LedgerUnavailable, LedgerWriter, Recordable, is_connection_error
+from ledger.recorders import FailFastPostgresRecorder, columns_of, has_input
+from ledger.writer import LedgerUnavailable, LedgerWriter, Recordable, is_connection_error, wake_waiters
 
 log = structlog.get_logger("ledger.writer")
 
@@ -131,10 +130,9 @@ class LoopWriter:
 
     async def _append(self, columns: tuple[list[Any], ...]) -> None:
         conn = self._conn
-        if conn is None or conn.closed or _has_input(conn):
+        if conn is None or conn.closed or has_input(conn):
             # A connection the server closed while idle (a restart, a terminated
-            # backend) has its last message or EOF to read: connect again rather than
-            # fail a batch on it. A live idle one has nothing (we LISTEN to nothing).
+            # backend): connect again rather than fail a batch on it.
             await self._disconnect()
             conn = self._conn = await AsyncConnection.connect(**self._connect_args)
         await conn.execute(self._statement, columns, prepare=True)
@@ -148,19 +146,8 @@ class LoopWriter:
                 log.warning("ledger_connection_close_failed", error=type(error).__name__)
 
 
-def _has_input(conn: AsyncConnection[Any]) -> bool:
-    readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
-    return bool(readable)
-
-
 def _notify(batch: list[Item], failure: str | None = None) -> None:
-    for _, waiter in batch:
-        if waiter is None or waiter.done():
-            continue  # nobody waits, or the waiter was cancelled (its client left)
-        if failure is None:
-            waiter.set_result(None)
-        else:
-            waiter.set_exception(LedgerUnavailable(failure))
+    wake_waiters([waiter for _, waiter in batch if waiter is not None], failure)
 
 
 def writer_for(ledger: Ledger) -> LoopWriter | LedgerWriter:

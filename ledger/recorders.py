@@ -53,13 +53,19 @@ from psycopg_pool import ConnectionPool
 PIPELINE_MAX_BYTES = 4 * 1024 * 1024  # event state in one pipelined transaction, at most
 
 
+def has_input(conn: Any) -> bool:
+    """Whether an idle connection has something to read: a server that closed it
+    leaves its last message or EOF there; a live one has nothing (we LISTEN to nothing)."""
+    readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    return bool(readable)
+
+
 def check_if_readable(conn: Connection[Any]) -> None:
-    """The pool's check on checkout: ping only a connection with something to read
-    (a server that closed it leaves its last message or EOF there); raise if broken."""
+    """The pool's check on checkout: ping only a connection with something to read;
+    raise if broken."""
     if conn.closed:
         raise ConnectionError("connection closed")
-    readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
-    if readable:
+    if has_input(conn):
         ConnectionPool.check_connection(conn)
 
 

@@ -182,10 +182,11 @@ def _notify(waiters: list[Waiter], failure: str | None = None) -> None:
             by_loop.setdefault(waiter[0], []).append(waiter[1])
     for loop, futures in by_loop.items():
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
-            loop.call_soon_threadsafe(_wake, futures, failure)
+            loop.call_soon_threadsafe(wake_waiters, futures, failure)
 
 
-def _wake(futures: list[asyncio.Future[None]], failure: str | None) -> None:
+def wake_waiters(futures: list[asyncio.Future[None]], failure: str | None = None) -> None:
+    """On their loop: resolve each waiter still waiting, or fail it with `failure`."""
     for future in futures:
         if future.done():
             continue  # the waiter was cancelled (its client went away)
