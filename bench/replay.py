@@ -236,7 +236,7 @@ def load(url: str, requests: int, seed: int, end: float) -> dict[str, Any]:
     total = requests + requests // (every - 1) + 1
     start = end - DAYS * 86400
     step = (end - start) / total
-    to_stored = ledger.mapper.to_stored_event  # as the ledger writer maps a batch
+    mapper = ledger.mapper  # as the ledger writer maps a batch
     append = getattr(ledger.recorder, "append_events", None) or ledger.recorder.insert_events
     writer = ThreadPoolExecutor(1, thread_name_prefix="bench-load")  # overlaps PostgreSQL's insert with building
     pending: Future[Any] | None = None
@@ -300,14 +300,14 @@ def load(url: str, requests: int, seed: int, end: float) -> dict[str, Any]:
         batch.append(trace)
         with_usage += 1
         if len(batch) >= REQUESTS_PER_COMMIT:
-            stored = [to_stored(e) for t in batch for e in t.domain_events()]
+            stored = [e for t in batch for e in t.stored_events(mapper)]
             events += len(stored)
             batch = []
             if pending is not None:
                 pending.result()
             pending = writer.submit(append, stored)
     if batch:
-        stored = [to_stored(e) for t in batch for e in t.domain_events()]
+        stored = [e for t in batch for e in t.stored_events(mapper)]
         events += len(stored)
         if pending is not None:
             pending.result()

@@ -109,8 +109,8 @@ class LoopWriter:
             _notify(batch, "the ledger's database is unreachable")
             return
         try:
-            to_stored = self.ledger.mapper.to_stored_event
-            events = [to_stored(event) for item, _ in batch for event in item.domain_events()]
+            mapper = self.ledger.mapper
+            events = [event for item, _ in batch for event in item.stored_events(mapper)]
             if events:
                 await self._append(columns_of(events))
         except Exception as error:

@@ -28,6 +28,7 @@ from concurrent.futures import Future
 from typing import Any, Protocol
 
 import structlog
+from eventsourcing.persistence import Mapper, StoredEvent
 
 from ledger.application import Ledger
 
@@ -35,7 +36,7 @@ log = structlog.get_logger("ledger.writer")
 
 
 class Recordable(Protocol):
-    def domain_events(self) -> list[Any]: ...
+    def stored_events(self, mapper: Mapper) -> list[StoredEvent]: ...
 
 
 class LedgerUnavailable(Exception):
@@ -141,8 +142,8 @@ class LedgerWriter:
             _notify([waiter for _, waiter in batch], "the ledger's database is unreachable")
             return
         try:
-            to_stored = self.ledger.mapper.to_stored_event
-            events = [to_stored(event) for item, _ in batch for event in item.domain_events()]
+            mapper = self.ledger.mapper
+            events = [event for item, _ in batch for event in item.stored_events(mapper)]
             self._append(events)
         except Exception as error:
             if len(batch) > 1 and not is_connection_error(error):
@@ -161,7 +162,7 @@ class LedgerWriter:
 
     def _save_one(self, item: Recordable, waiter: Waiter) -> None:
         try:
-            events = [self.ledger.mapper.to_stored_event(event) for event in item.domain_events()]
+            events = item.stored_events(self.ledger.mapper)
             self._append(events)
         except Exception as error:
             log.error("ledger_commit_failed", error=type(error).__name__, items=1)
