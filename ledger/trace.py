@@ -40,13 +40,15 @@ class _Shape:
     defaults: dict[str, Any]
 
     @classmethod
-    def of(cls, event_class: type) -> _Shape:
-        if getattr(event_class, "class_version", 1) > 1:
-            raise TypeError(f"{event_class.__name__}: versioned events go through the mapper")
+    def of(cls, event_class: type) -> _Shape | None:
+        """None for a class whose state the mapper makes differently (a class version
+        to record, defaults made by a factory): such events go through the objects."""
         fields = [f for f in dataclasses.fields(event_class) if f.name not in ENVELOPE_FIELDS]
+        if getattr(event_class, "class_version", 1) > 1 or any(
+            f.default_factory is not dataclasses.MISSING for f in fields
+        ):
+            return None
         defaults = {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
-        if any(f.default_factory is not dataclasses.MISSING for f in fields):
-            raise TypeError(f"{event_class.__name__}: default factories go through the mapper")
         return cls(get_topic(event_class), tuple(f.name for f in fields), defaults)
 
     def state(self, timestamp: datetime, created: bool, fields: dict[str, Any]) -> dict[str, Any]:
@@ -76,14 +78,13 @@ class _Shape:
         return state
 
 
-_shapes: dict[type, _Shape] = {}
+_shapes: dict[type, _Shape | None] = {}
 
 
-def _shape(event_class: type) -> _Shape:
-    shape = _shapes.get(event_class)
-    if shape is None:
-        shape = _shapes[event_class] = _Shape.of(event_class)
-    return shape
+def _shape(event_class: type) -> _Shape | None:
+    if event_class not in _shapes:
+        _shapes[event_class] = _Shape.of(event_class)
+    return _shapes[event_class]
 
 
 class RequestTrace:
@@ -100,32 +101,29 @@ class RequestTrace:
         return [cls.__name__ for cls, _, _ in self.entries]
 
     def domain_events(self) -> list[Any]:
-        events = []
-        for version, (cls, at, fields) in enumerate(self.entries, start=1):
-            extra = {"originator_topic": _REQUEST_TOPIC} if version == 1 else {}
-            events.append(
-                cls(
-                    originator_id=self.request_id,
-                    originator_version=version,
-                    timestamp=datetime.fromtimestamp(at, UTC),
-                    **extra,
-                    **fields,
-                )
-            )
-        return events
+        return [self._event(version, *entry) for version, entry in enumerate(self.entries, start=1)]
 
     def stored_events(self, mapper: Mapper) -> list[StoredEvent]:
         """What `mapper.to_stored_event` makes of `domain_events()`, byte for byte."""
         if mapper.compressor or mapper.cipher or not isinstance(mapper.transcoder, OrjsonTranscoder):
             return [mapper.to_stored_event(event) for event in self.domain_events()]
         encode = mapper.transcoder.encode
-        request_id = self.request_id
-        return [
-            StoredEvent(
-                request_id,
-                version,
-                (shape := _shape(cls)).topic,
-                encode(shape.state(datetime.fromtimestamp(at, UTC), version == 1, fields)),
-            )
-            for version, (cls, at, fields) in enumerate(self.entries, start=1)
-        ]
+        stored = []
+        for version, (cls, at, fields) in enumerate(self.entries, start=1):
+            shape = _shape(cls)
+            if shape is None:
+                stored.append(mapper.to_stored_event(self._event(version, cls, at, fields)))
+                continue
+            state = shape.state(datetime.fromtimestamp(at, UTC), version == 1, fields)
+            stored.append(StoredEvent(self.request_id, version, shape.topic, encode(state)))
+        return stored
+
+    def _event(self, version: int, cls: type, at: float, fields: dict[str, Any]) -> Any:
+        extra = {"originator_topic": _REQUEST_TOPIC} if version == 1 else {}
+        return cls(
+            originator_id=self.request_id,
+            originator_version=version,
+            timestamp=datetime.fromtimestamp(at, UTC),
+            **extra,
+            **fields,
+        )

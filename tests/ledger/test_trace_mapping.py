@@ -4,13 +4,15 @@ and what it makes is what the library's mapper makes of those objects, byte for 
 - every kind of request event, fields given in any order, defaults filled in;
 - a field the event class does not have, or one it requires and did not get, is
   refused as the class's own constructor refuses it;
-- a mapper that compresses (or encrypts) gets the objects, as before.
+- a mapper that compresses (or encrypts) gets the objects, as before, and so does an
+  event the mapper stores differently (a class version, a default made by a factory).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import field
 from pathlib import Path
 
 import pytest
@@ -81,3 +83,24 @@ def test_a_compressing_mapper_still_gets_the_event_objects():
     stored = trace.stored_events(mapper)
     assert [mapper.to_domain_event(event) for event in stored] == trace.domain_events()
     assert stored[0].state[:1] != b"{"  # compressed, as the mapper does it
+
+
+class Noted(Request.Event):
+    """An event whose default is made by a factory: its state is the mapper's to make."""
+
+    notes: list[str] = field(default_factory=list)
+
+
+class Versioned(Request.Event):
+    class_version = 2
+    detail: str
+
+
+def test_events_the_mapper_makes_differently_go_through_their_objects(mapper):
+    trace = full_trace(uuid.uuid4())
+    trace.add(Noted)
+    trace.add(Versioned, detail="d")
+    stored = trace.stored_events(mapper)
+    assert stored == through_objects(trace, mapper)
+    assert mapper.transcoder.decode(stored[-2].state)["notes"] == []
+    assert mapper.transcoder.decode(stored[-1].state)["class_version"] == 2
