@@ -41,7 +41,7 @@ class LoopWriter:
         self.down_pause_s = down_pause_s
         self.committed_events = 0
         self.commits = 0
-        self._statement = recorder.call_append_function
+        self._statement = recorder.call_append_function.as_bytes(None)  # rendered once, not per commit
         pool = recorder.datastore.pool
         self._connect_args: dict[str, Any] = {
             **{k: v for k, v in pool.kwargs.items() if k != "row_factory"},
@@ -49,11 +49,10 @@ class LoopWriter:
             "connect_timeout": max(1, round(pool.timeout)),
         }
         self._conn: AsyncConnection[Any] | None = None
-        # One cursor and the statement as bytes, kept with the connection: a cursor and
-        # the statement rendered per commit cost ~30 us of CPU a commit (bench ledger at
-        # one request in flight: 23.9 vs 29.2 us per event, bench/README.md session 18).
+        # One cursor per connection: a cursor and the statement rendered per commit cost
+        # ~30 us of CPU a commit (bench ledger at one request in flight: 23.9 vs 29.2 us
+        # per event, bench/README.md session 18).
         self._cursor: AsyncCursor[Any] | None = None
-        self._statement_bytes = b""
         self._down_until = 0.0
         self._pending: list[Item] = []
         self._stopping = False
@@ -141,9 +140,8 @@ class LoopWriter:
             await self._disconnect()
             conn = self._conn = await AsyncConnection.connect(**self._connect_args)
             self._cursor = conn.cursor()
-            self._statement_bytes = self._statement.as_bytes(conn)
         assert self._cursor is not None
-        await self._cursor.execute(self._statement_bytes, columns, prepare=True)
+        await self._cursor.execute(self._statement, columns, prepare=True)
 
     async def _disconnect(self) -> None:
         conn, self._conn, self._cursor = self._conn, None, None

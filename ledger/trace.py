@@ -27,9 +27,6 @@ from ledger.transcoder import OrjsonTranscoder
 
 _REQUEST_TOPIC = get_topic(Request)
 
-_MISSING = object()
-
-
 @dataclasses.dataclass(frozen=True)
 class _Shape:
     """What the mapper would find in an event object of one class: its fields past
@@ -37,6 +34,7 @@ class _Shape:
 
     topic: str
     names: tuple[str, ...]
+    name_set: frozenset[str]
     defaults: dict[str, Any]
 
     @classmethod
@@ -48,34 +46,29 @@ class _Shape:
             f.default_factory is not dataclasses.MISSING for f in fields
         ):
             return None
+        names = tuple(f.name for f in fields)
         defaults = {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
-        return cls(get_topic(event_class), tuple(f.name for f in fields), defaults)
+        return cls(get_topic(event_class), names, frozenset(names), defaults)
 
     def state(self, timestamp: datetime, created: bool, fields: dict[str, Any]) -> dict[str, Any]:
+        if fields.keys() != self.name_set:
+            fields = self._with_defaults(fields)
         state: dict[str, Any] = {"timestamp": timestamp}
         if created:
             state["originator_topic"] = _REQUEST_TOPIC
-        if len(fields) == len(self.names):
-            for name in self.names:
-                value = fields.get(name, _MISSING)
-                if value is _MISSING:
-                    break
-                state[name] = value
-            else:
-                return state
-        return self._state_with_defaults(state, fields)
+        for name in self.names:
+            state[name] = fields[name]
+        return state
 
-    def _state_with_defaults(self, state: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    def _with_defaults(self, fields: dict[str, Any]) -> dict[str, Any]:
         # As the event class's __init__ would: unknown or missing fields are an error.
-        unknown = fields.keys() - set(self.names)
+        unknown = fields.keys() - self.name_set
         if unknown:
             raise TypeError(f"unexpected event fields: {sorted(unknown)}")
-        for name in self.names:
-            value = fields.get(name, self.defaults.get(name, _MISSING))
-            if value is _MISSING:
-                raise TypeError(f"missing event field: {name}")
-            state[name] = value
-        return state
+        missing = self.name_set - fields.keys() - self.defaults.keys()
+        if missing:
+            raise TypeError(f"missing event fields: {sorted(missing)}")
+        return {**self.defaults, **fields}
 
 
 _shapes: dict[type, _Shape | None] = {}
